@@ -1,0 +1,50 @@
+"""Request dependencies: the session (which commits, then sends buffered work) and the tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header
+from sqlmodel import Session
+
+from ponder.config import Settings, get_settings
+from ponder.db import discard_after_commit, get_engine, run_after_commit
+from ponder.errors import Unauthorized
+from ponder.models import Tenant
+from ponder.tenants import authenticate
+
+
+def get_session() -> Iterator[Session]:
+    session = Session(get_engine(), expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        discard_after_commit(session)
+        raise
+    finally:
+        session.close()
+    run_after_commit(session)
+
+
+# scope="function": commit before the response is sent, so a client that reads its job
+# right after creating it always finds it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_tenant(
+    session: SessionDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Tenant:
+    if not authorization:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("malformed Authorization header: use 'Authorization: Bearer <key>'")
+    return authenticate(session=session, key=key.strip())
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]

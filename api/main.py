@@ -1,0 +1,44 @@
+"""The FastAPI app: ``uvicorn api.main:app``. OpenAPI at ``/docs``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.routes import health, jobs
+from ponder.errors import PonderError
+from ponder.logs import configure_logging
+
+
+def create_app() -> FastAPI:
+    configure_logging()
+    app = FastAPI(
+        title="Ponder",
+        version="0.1.0",
+        description="Batch reasoning with checked answers, their evidence and their cost.",
+    )
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+
+    @app.exception_handler(PonderError)
+    async def _ponder_error(request: Request, exc: PonderError) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.message, "detail": exc.detail}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name the field and the problem; never echo the submitted values (may be PHI).
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"error": "invalid request: " + "; ".join(problems), "detail": {"problems": problems}},
+            status_code=422,
+        )
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,215 @@
+"""Jobs: submit (JSON or a text file upload), read, list, trace, cancel."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from api.deps import SessionDep, SettingsDep, TenantDep
+from api.schemas import ErrorPublic, JobCreate, JobPage, JobPublic, Tokens, TracePublic
+from ponder import jobs
+from ponder.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from ponder.models import Job
+from ponder.trace import read_trace
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+TEXT_SUFFIXES = (".txt", ".md")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorPublic} for code in (400, 401, 404, 409, 413, 415, 422)
+}
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["task", "file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "A .txt or .md file."},
+        "task": {"type": "string"},
+        "strategy": {"type": "string"},
+        "n": {"type": "integer"},
+        "priority": {"type": "integer"},
+        "webhook_url": {"type": "string"},
+        "email": {"type": "string"},
+        "metadata": {"type": "string", "description": "A JSON object."},
+    },
+}
+
+
+def to_public(job: Job) -> JobPublic:
+    return JobPublic(
+        id=job.id,
+        task=job.task,
+        status=job.status,
+        priority=job.priority,
+        config=job.config,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        result=job.result,
+        error=job.error,
+        tokens=Tokens(
+            prompt=job.prompt_tokens,
+            completion=job.completion_tokens,
+            cached_prompt=job.cached_tokens,
+        ),
+        engine_wall_s=job.engine_wall_s,
+        metadata=job.metadata_,
+        cancel_requested=job.cancel_requested,
+    )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # let request.form() parse what was already read
+    return body
+
+
+def _from_json(body: bytes) -> JobCreate:
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+    return _validate(raw)
+
+
+def _validate(raw: Any) -> JobCreate:
+    if not isinstance(raw, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    try:
+        return JobCreate.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise InvalidRequest("invalid request: " + "; ".join(problems), problems=problems) from exc
+
+
+async def _from_multipart(request: Request) -> JobCreate:
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidRequest("multipart upload needs a 'file' part with a .txt or .md file")
+    name = (upload.filename or "").lower()
+    ctype = (upload.content_type or "").split(";")[0].strip()
+    if not name.endswith(TEXT_SUFFIXES) or not (
+        ctype.startswith("text/") or ctype in ("", "application/octet-stream")
+    ):
+        raise UnsupportedMediaType(
+            f"file {upload.filename!r} ({ctype or 'no type'}) is not a text document; "
+            "upload a .txt or .md file"
+        )
+    raw_bytes = await upload.read()
+    if b"\x00" in raw_bytes:
+        raise UnsupportedMediaType("the uploaded file is binary, not text; upload .txt or .md")
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnsupportedMediaType("the uploaded file is not UTF-8 text") from exc
+    fields: dict[str, Any] = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+    if "metadata" in fields:
+        try:
+            fields["metadata"] = json.loads(fields["metadata"])
+        except ValueError as exc:
+            raise InvalidRequest("metadata must be a JSON object") from exc
+    return _validate({**fields, "document": text})
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    responses={200: {"model": JobPublic, "description": "Idempotent replay"}, **_ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": JobCreate.model_json_schema()},
+                "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+async def create_job(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JobPublic:
+    """Submit a document. The same ``Idempotency-Key`` returns the same job and runs it once."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await _read_limited(request, settings.limits.max_request_bytes)
+    if ctype == "application/json":
+        job_in = _from_json(body)
+    elif ctype == "multipart/form-data":
+        job_in = await _from_multipart(request)
+    else:
+        raise UnsupportedMediaType(
+            f"content type {ctype or 'none'!r} is not accepted; send application/json or "
+            "multipart/form-data with a .txt/.md file"
+        )
+    job, created = await run_in_threadpool(
+        jobs.submit,
+        session=session,
+        tenant=tenant,
+        request=jobs.JobRequest(**job_in.model_dump()),
+        idempotency_key=idempotency_key,
+        settings=settings,
+    )
+    if not created:
+        response.status_code = 200
+    return to_public(job)
+
+
+@router.get("", response_model=JobPage, responses=_ERRORS)
+def list_jobs(
+    session: SessionDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    status: str | None = None,
+    task: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> JobPage:
+    rows, next_cursor = jobs.list_jobs(
+        session=session, tenant=tenant, status=status, task=task, limit=limit, cursor=cursor
+    )
+    return JobPage(items=[to_public(j) for j in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS)
+def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    return to_public(jobs.get_job(session=session, tenant=tenant, job_id=job_id))
+
+
+@router.get("/{job_id}/trace", response_model=TracePublic, responses=_ERRORS)
+def get_trace(job_id: str, session: SessionDep, tenant: TenantDep) -> TracePublic:
+    """Every candidate with its verifier verdicts, the selection rationale and the steps."""
+    job = jobs.get_job(session=session, tenant=tenant, job_id=job_id)
+    trace = read_trace(session, job)
+    return TracePublic(
+        job_id=job.id, status=job.status, strategy=job.config.get("strategy", {}), **trace
+    )
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=_ERRORS)
+def cancel_job(
+    job_id: str, session: SessionDep, tenant: TenantDep, settings: SettingsDep
+) -> JobPublic:
+    return to_public(jobs.cancel(session=session, tenant=tenant, job_id=job_id, settings=settings))

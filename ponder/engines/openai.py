@@ -1,0 +1,176 @@
+"""A remote OpenAI-compatible engine, such as a vLLM server
+(``python -m vllm.entrypoints.openai.api_server --model M``).
+
+One pooled HTTP client per worker process, a semaphore bounding requests in flight, retries
+with backoff on connection errors and 5xx, then ``EngineUnavailable`` naming the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from ponder.engines.base import (
+    EngineRequestError,
+    EngineUnavailable,
+    GenerationRequest,
+    GenerationResult,
+    Sample,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class OpenAIEngine:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str = "EMPTY",
+        timeout_s: float = 600.0,
+        max_retries: int = 3,
+        max_concurrency: int = 32,
+    ) -> None:
+        if not model:
+            raise ValueError("engine.model must name the served model for kind=openai")
+        self.model_name = model
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            headers={"Authorization": f"Bearer {api_key}"},
+            limits=httpx.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
+        )
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        body = self._body(request)
+        with self._slots:
+            with self._lock:
+                in_flight = self._in_flight
+                self._in_flight += 1
+            try:
+                started = time.time()
+                data = self._post_with_retries(body)
+                finished = time.time()
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+        return self._result(data, started, finished, in_flight)
+
+    def count_tokens(self, text: str) -> int:
+        # Servers differ in exposing a tokenizer; a conservative estimate is enough for limits.
+        return max(1, len(text) // 3)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": list(request.messages),
+            "n": request.n,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,
+            "logprobs": True,
+            "top_logprobs": max(request.top_logprobs, 1),
+            "priority": request.priority,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.json_schema, "strict": True},
+            }
+        elif request.choice is not None:
+            body["structured_outputs"] = {"choice": list(request.choice)}
+        return body
+
+    def _post_with_retries(self, body: dict[str, Any]) -> dict[str, Any]:
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+            try:
+                response = self._client.post("/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}"
+                continue
+            if response.status_code >= 500:
+                last = f"HTTP {response.status_code}"
+                continue
+            if response.status_code == 400 and "priority" in response.text and "priority" in body:
+                # The server does not schedule by priority; the request is still valid without.
+                body = {k: v for k, v in body.items() if k != "priority"}
+                response = self._client.post("/chat/completions", json=body)
+            if response.status_code >= 400:
+                raise EngineRequestError(
+                    f"engine {self.base_url} refused the request: HTTP {response.status_code} "
+                    f"{_error_message(response)}"
+                )
+            try:
+                data: dict[str, Any] = response.json()
+                data["choices"][0]
+            except (ValueError, KeyError, IndexError, TypeError):
+                last = "malformed response"
+                continue
+            return data
+        raise EngineUnavailable(
+            f"engine {self.base_url} unavailable after {self.max_retries + 1} tries: {last}"
+        )
+
+    def _result(
+        self, data: dict[str, Any], started: float, finished: float, in_flight: int
+    ) -> GenerationResult:
+        samples = []
+        for choice in sorted(data["choices"], key=lambda c: c.get("index", 0)):
+            content = (choice.get("logprobs") or {}).get("content") or []
+            samples.append(
+                Sample(
+                    index=choice.get("index", 0),
+                    text=(choice.get("message") or {}).get("content") or "",
+                    completion_tokens=len(content),
+                    finish_reason=choice.get("finish_reason"),
+                    token_logprobs=[t["logprob"] for t in content],
+                    top_alternatives=[
+                        {a["token"]: a["logprob"] for a in t.get("top_logprobs", [])}
+                        for t in content
+                    ],
+                )
+            )
+        usage = data.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        if samples and not any(s.completion_tokens for s in samples):
+            total = int(usage.get("completion_tokens", 0))
+            for s in samples:
+                s.completion_tokens = total // len(samples)
+        return GenerationResult(
+            samples=samples,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            cached_prompt_tokens=int(details.get("cached_tokens") or 0),
+            engine_wall_s=finished - started,
+            model=self.model_name,
+            started_at=started,
+            finished_at=finished,
+            in_flight_at_admission=in_flight,
+        )
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", {}).get("message", ""))[:200]
+    except ValueError:
+        return ""

@@ -1,0 +1,328 @@
+"""The job service: submit, read, cancel, and a run's claim/lease/finish. No commits here:
+the caller's ``session_scope()`` (or the API's session dependency) owns the transaction."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from ponder.config import Settings
+from ponder.db import after_commit
+from ponder.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from ponder.models import Job, JobStatus, Tenant, utcnow
+from ponder.notify.outbox import enqueue_job_notifications
+from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
+from ponder.queue import send_run_job
+from ponder.strategies import STRATEGIES
+from ponder.strategies.base import StrategyConfig
+from tasks.registry import TASKS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated-shape submission (types checked by the API schema; limits checked here)."""
+
+    task: str
+    document: str
+    strategy: str = "best_of_n"
+    n: int | None = None
+    priority: int = 5
+    webhook_url: str | None = None
+    email: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.__dict__, sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _frozen_config(request: JobRequest, settings: Settings) -> dict[str, Any]:
+    task = TASKS.get(request.task)
+    if task is None:
+        raise InvalidRequest(
+            f"unknown task {request.task!r}; valid tasks: {', '.join(sorted(TASKS))}",
+            valid=sorted(TASKS),
+        )
+    strategy = STRATEGIES.get(request.strategy)
+    if strategy is None:
+        raise InvalidRequest(
+            f"unknown strategy {request.strategy!r}; valid strategies: "
+            f"{', '.join(sorted(STRATEGIES))}",
+            valid=sorted(STRATEGIES),
+        )
+    limits = settings.limits
+    n = strategy.fixed_n or (request.n if request.n is not None else limits.default_n)
+    if strategy.fixed_n and request.n not in (None, strategy.fixed_n):
+        raise InvalidRequest(f"strategy {strategy.name} draws exactly {strategy.fixed_n} sample")
+    if not limits.min_n <= n <= limits.max_n:
+        raise InvalidRequest(f"n must be between {limits.min_n} and {limits.max_n}, got {n}")
+    if not request.document.strip():
+        raise InvalidRequest("document is empty: send the text to analyse in 'document'")
+    max_chars = min(task.max_document_chars, limits.max_document_chars)
+    if len(request.document) > max_chars:
+        raise PayloadTooLarge(
+            f"document has {len(request.document)} characters; the limit for task "
+            f"{task.name} is {max_chars}"
+        )
+    if request.webhook_url:
+        try:
+            check_webhook_url(request.webhook_url, allow_hosts=settings.notify.webhook_allow_hosts)
+        except UnsafeWebhookURL as exc:
+            raise InvalidRequest(f"webhook_url refused: {exc}") from exc
+    config = StrategyConfig(
+        name=strategy.name,
+        n=n,
+        max_tokens=min(task.max_output_tokens, limits.max_tokens_per_sample),
+        priority=request.priority,
+    )
+    return {
+        "strategy": config.model_dump(),
+        "model": settings.model_path if settings.engine.kind == "vllm" else settings.engine.model,
+        "engine": settings.engine.kind,
+        "verifiers": ["schema", *task.verifier_names()],
+        "template": task.template,
+        "template_version": task.template_version(),
+    }
+
+
+def submit(
+    *,
+    session: Session,
+    tenant: Tenant,
+    request: JobRequest,
+    idempotency_key: str | None,
+    settings: Settings,
+) -> tuple[Job, bool]:
+    """Write the job and enqueue it after commit. Returns (job, created)."""
+    config = _frozen_config(request, settings)
+    fingerprint = request.fingerprint()
+    if idempotency_key:
+        existing = _by_idempotency_key(session, tenant.id, idempotency_key)
+        if existing is not None:
+            return _same_request(existing, fingerprint), False
+    job = Job(
+        tenant_id=tenant.id,
+        task=request.task,
+        priority=request.priority,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        config=config,
+        document=request.document,
+        metadata_=request.metadata,
+        webhook_url=request.webhook_url,
+        email=request.email,
+        enqueued_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():  # a concurrent twin with the same key loses cleanly
+            session.add(job)
+    except IntegrityError:
+        existing = _by_idempotency_key(session, tenant.id, idempotency_key or "")
+        if existing is None:
+            raise
+        return _same_request(existing, fingerprint), False
+    after_commit(session, lambda: send_run_job(job.id, job.priority))
+    return job, True
+
+
+def _by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
+    return session.exec(
+        select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+    ).first()
+
+
+def _same_request(existing: Job, fingerprint: str) -> Job:
+    if existing.request_hash != fingerprint:
+        raise Conflict("Idempotency-Key was already used for a different request; use a new key")
+    return existing
+
+
+def get_job(*, session: Session, tenant: Tenant, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.tenant_id != tenant.id:
+        raise NotFound(f"no job {job_id}")  # another tenant's job is indistinguishable
+    return job
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor is not valid: pass next_cursor from a previous page") from exc
+
+
+def list_jobs(
+    *,
+    session: Session,
+    tenant: Tenant,
+    status: str | None,
+    task: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Job], str | None]:
+    """Newest first; the cursor is the (created_at, id) of the last row of the page."""
+    query = select(Job).where(Job.tenant_id == tenant.id)
+    if status:
+        if status not in {s.value for s in JobStatus}:
+            raise InvalidRequest(
+                f"unknown status {status!r}; valid: {', '.join(s.value for s in JobStatus)}"
+            )
+        query = query.where(Job.status == status)
+    if task:
+        query = query.where(Job.task == task)
+    if cursor:
+        created, job_id = _decode_cursor(cursor)
+        query = query.where(sa.tuple_(Job.created_at, Job.id) < sa.tuple_(created, job_id))
+    query = query.order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
+    rows = list(session.exec(query).all())
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def cancel(*, session: Session, tenant: Tenant, job_id: str, settings: Settings) -> Job:
+    """A queued job is cancelled at once; a running one at its next step."""
+    job = get_job(session=session, tenant=tenant, job_id=job_id)
+    session.refresh(job, with_for_update=True)
+    if JobStatus(job.status).terminal:
+        raise Conflict(f"job {job.id} already ended with status {job.status}")
+    if job.status == JobStatus.queued:
+        job.status = JobStatus.cancelled.value
+        job.finished_at = utcnow()
+        job.error = "cancelled by the caller before it started"
+        enqueue_job_notifications(session=session, job=job, settings=settings)
+    else:
+        job.cancel_requested = True
+    session.add(job)
+    return job
+
+
+# -- a run's lease ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: str
+    """``claimed``; ``ended`` (terminal, nothing to do); ``busy`` (another live run holds the
+    lease); ``exhausted`` (attempts used up: the job was failed)."""
+    token: int = 0
+    attempt: int = 0
+    retry_in_s: float = 0.0
+
+
+def claim(*, session: Session, job_id: str, owner: str, settings: Settings) -> Claim:
+    """Take the job's lease in one conditional UPDATE, so two runs can never both hold it."""
+    ttl = timedelta(seconds=settings.worker.lease_ttl_s)
+    row = session.execute(
+        sa.update(Job)
+        .where(
+            Job.id == job_id,
+            col(Job.status).in_([JobStatus.queued.value, JobStatus.running.value]),
+            Job.attempts < settings.worker.max_attempts,
+            sa.or_(col(Job.lease_expires_at).is_(None), col(Job.lease_expires_at) < sa.func.now()),
+        )
+        .values(
+            status=JobStatus.running.value,
+            attempts=Job.attempts + 1,
+            lease_owner=owner,
+            lease_token=Job.lease_token + 1,
+            lease_expires_at=sa.func.now() + ttl,
+            started_at=sa.func.coalesce(Job.started_at, sa.func.now()),
+        )
+        .returning(Job.lease_token, Job.attempts)
+    ).first()
+    if row is not None:
+        return Claim("claimed", token=row[0], attempt=row[1])
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or JobStatus(job.status).terminal:
+        return Claim("ended")
+    if job.lease_expires_at is not None and job.lease_expires_at > utcnow():
+        remaining = (job.lease_expires_at - utcnow()).total_seconds()
+        return Claim("busy", retry_in_s=max(1.0, remaining + 1.0))
+    # Attempts used up: every earlier run died (a poison job). Fail it instead of looping.
+    _end(
+        session,
+        job,
+        JobStatus.failed,
+        error=f"gave up after {job.attempts} attempts: the worker was lost during every run",
+        settings=settings,
+    )
+    return Claim("exhausted")
+
+
+def renew_lease(*, session: Session, job_id: str, token: int, settings: Settings) -> bool | None:
+    """Extend the lease if this run still holds it. Returns the cancel flag, or None if the
+    lease was lost."""
+    row = session.execute(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running.value)
+        .values(lease_expires_at=sa.func.now() + timedelta(seconds=settings.worker.lease_ttl_s))
+        .returning(Job.cancel_requested)
+    ).first()
+    return None if row is None else bool(row[0])
+
+
+def locked_for_run(session: Session, job_id: str, token: int) -> Job | None:
+    """The job row, locked, if this run still holds its lease."""
+    job = session.exec(
+        select(Job)
+        .where(Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running.value)
+        .with_for_update()
+    ).first()
+    return job
+
+
+def finish(
+    *,
+    session: Session,
+    job: Job,
+    status: JobStatus,
+    settings: Settings,
+    result: dict[str, Any] | None = None,
+    selected_candidate_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    """End a run that holds the lease (the caller locked the row with ``locked_for_run``)."""
+    job.result = result
+    job.selected_candidate_id = selected_candidate_id
+    _end(session, job, status, error=error, settings=settings)
+
+
+def release_for_retry(*, session: Session, job: Job, reason: str) -> None:
+    """Give the job back to the queue after a transient failure (engine unavailable)."""
+    job.status = JobStatus.queued.value
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.error = reason
+    job.enqueued_at = utcnow()
+    session.add(job)
+
+
+def _end(
+    session: Session, job: Job, status: JobStatus, *, error: str | None, settings: Settings
+) -> None:
+    job.status = status.value
+    job.error = error
+    job.finished_at = utcnow()
+    job.lease_owner = None
+    job.lease_expires_at = None
+    session.add(job)
+    session.flush()
+    enqueue_job_notifications(session=session, job=job, settings=settings)
+    logger.info("job %s ended %s", job.id, job.status)

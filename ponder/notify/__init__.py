@@ -1,0 +1,1 @@
+"""Notifications when a job ends: signed webhooks and email."""

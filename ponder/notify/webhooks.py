@@ -1,0 +1,199 @@
+"""Standard Webhooks (https://www.standardwebhooks.com/): signing, SSRF-safe delivery, backoff."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import hmac
+import ipaddress
+import random
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import httpx
+
+SECRET_PREFIX = "whsec_"
+USER_AGENT = "Ponder-Webhooks/1"
+
+
+def generate_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)  # or ValueError
+    if not key:
+        raise ValueError("webhook secret is empty")
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def signed_headers(
+    secret: str | Sequence[str], msg_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """Pass several secrets during a rotation: one signature each, space-separated, and the
+    receiver accepts the message if any of them verifies."""
+    keys = [secret] if isinstance(secret, str) else list(secret)
+    if not keys:
+        raise ValueError("at least one webhook secret is required")
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(sign(key, msg_id, timestamp, body) for key in keys),
+        "content-type": "application/json",
+    }
+
+
+class UnsafeWebhookURL(ValueError):
+    """The URL may not receive webhooks; the message says what to change."""
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``ip`` must not be connected to, or None if it is a public address."""
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := ip.ipv4_mapped or ip.sixtofour):
+        return _refusal(embedded)  # ::ffff:127.0.0.1 and 2002:7f00:1:: reach 127.0.0.1
+    for kind in ("loopback", "unspecified", "link_local", "multicast", "private", "reserved"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "non-public (shared or special-purpose)"
+
+
+def check_webhook_url(url: str, *, allow_hosts: Sequence[str] = ()) -> list[str]:
+    """Return the addresses a webhook URL's host resolves to, if all of them are public.
+
+    Checking resolved addresses also catches odd spellings of 127.0.0.1 (``2130706433``,
+    ``0x7f000001``, ``0177.0.0.1``, ``127.1``). A host in ``allow_hosts``, as written in the
+    URL, skips the range check: for development and tests only."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise UnsafeWebhookURL(f"webhook URL is not valid ({exc}); use https://host/path") from exc
+    if parts.scheme not in ("http", "https"):
+        scheme = f"'{parts.scheme}:'" if parts.scheme else "no scheme"
+        raise UnsafeWebhookURL(f"webhook URL must start with https:// or http://, not {scheme}")
+    if "@" in parts.netloc:
+        raise UnsafeWebhookURL("remove the user name and password from the webhook URL")
+    if not host:
+        raise UnsafeWebhookURL("webhook URL has no host; use https://host/path")
+    try:
+        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise UnsafeWebhookURL(f"cannot resolve webhook host {host!r}; check its spelling") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if host in {allowed.strip("[]").lower() for allowed in allow_hosts}:
+        return addresses
+    for address in addresses:
+        if reason := _refusal(ipaddress.ip_address(address.split("%")[0])):
+            raise UnsafeWebhookURL(
+                f"webhook host {host!r} resolves to {address}, a {reason} address; "
+                "use a host that is reachable from the public internet"
+            )
+    return addresses
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """One delivery attempt. The caller's policy: ``delivered`` (2xx) ends it; ``gone`` (410,
+    the receiver asked to stop) disables the endpoint; every other failure (3xx, other 4xx, 5xx,
+    timeouts, connection errors, refusals) is retried on the ``backoff_delay`` schedule up to
+    ``webhook_max_attempts``, as a misconfigured receiver is often fixed within that window."""
+
+    status_code: int | None
+    """The receiver's HTTP status; None when no response came back."""
+    error: str | None
+    """Why the attempt failed, without any body content; None when delivered."""
+    duration_ms: int
+    retry_after_s: float | None
+    """From ``Retry-After`` on a 429 or 503: a lower bound for the next delay."""
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+def _retry_after_s(value: str) -> float | None:
+    """Seconds from ``Retry-After`` (a number of seconds or an HTTP date); None if absent."""
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when.replace(tzinfo=when.tzinfo or UTC) - datetime.now(UTC)).total_seconds())
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
+
+
+def _response_outcome(response: httpx.Response, started: float) -> DeliveryOutcome:
+    status = response.status_code
+    error = None if 200 <= status < 300 else f"HTTP {status}"
+    if 300 <= status < 400:
+        error = f"HTTP {status}: redirects are not followed"
+    retry_after = response.headers.get("retry-after", "") if status in (429, 503) else ""
+    return DeliveryOutcome(status, error, _elapsed_ms(started), _retry_after_s(retry_after))
+
+
+def deliver(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout_s: float,
+    allow_hosts: Sequence[str],
+) -> DeliveryOutcome:
+    """POST ``body`` once, without following redirects; network errors become an outcome.
+
+    The URL is checked again (DNS may have changed) and the connection goes to a checked address
+    with the original ``Host`` and TLS server name, so a second DNS answer cannot redirect it
+    (DNS rebinding). Proxies from the environment are ignored for the same reason."""
+    started = time.monotonic()
+    try:
+        addresses = check_webhook_url(url, allow_hosts=allow_hosts)
+        target = httpx.URL(url)
+    except (UnsafeWebhookURL, httpx.InvalidURL) as exc:
+        return DeliveryOutcome(None, f"refused: {exc}", _elapsed_ms(started), None)
+    request_headers = {"user-agent": USER_AGENT, **headers, "host": target.netloc.decode("ascii")}
+    sni = {"sni_hostname": target.host}
+    last_error = "refused: no address to connect to"
+    client = httpx.Client(
+        headers=request_headers, timeout=timeout_s, follow_redirects=False, trust_env=False
+    )
+    with client:
+        for address in addresses:
+            pinned = target.copy_with(host=address)
+            try:
+                with client.stream("POST", pinned, content=body, extensions=sni) as response:
+                    # The response body is never read: it is not needed and may be huge.
+                    return _response_outcome(response, started)
+            except httpx.ConnectError as exc:
+                last_error = _describe(exc)  # try the host's next address
+            except httpx.HTTPError as exc:
+                return DeliveryOutcome(None, _describe(exc), _elapsed_ms(started), None)
+    return DeliveryOutcome(None, last_error, _elapsed_ms(started), None)
+
+
+def backoff_delay(attempt: int, *, base_s: float, cap_s: float = 6 * 3600) -> float:
+    """Seconds to wait before retry ``attempt`` (from 1): ``base_s * 2**(attempt - 1)``, capped
+    at ``cap_s``, then jittered to 50-100% of that so failed deliveries do not retry in step."""
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    ceiling = min(cap_s, base_s * 2.0 ** min(attempt - 1, 64))
+    return random.uniform(ceiling / 2, ceiling)

@@ -1,0 +1,69 @@
+"""The Celery app's configuration and the senders the core uses (job ids only, never text).
+
+The reliability settings of the design live here: late acks, requeue on worker loss,
+prefetch 1, a visibility timeout above the longest job, priorities on Redis.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from ponder.config import Settings, get_settings
+
+RUN_JOB = "ponder.run_job"
+DELIVER = "ponder.deliver_notification"
+RECONCILE = "ponder.reconcile"
+
+REASONING_QUEUE = "reasoning"
+NOTIFY_QUEUE = "notify"
+DEFAULT_QUEUE = "default"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("ponder", broker=settings.broker.url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_ignore_result=True,
+        task_queues=[Queue(REASONING_QUEUE), Queue(NOTIFY_QUEUE), Queue(DEFAULT_QUEUE)],
+        task_default_queue=DEFAULT_QUEUE,
+        task_routes={
+            RUN_JOB: {"queue": REASONING_QUEUE},
+            DELIVER: {"queue": NOTIFY_QUEUE},
+            RECONCILE: {"queue": DEFAULT_QUEUE},
+        },
+        broker_transport_options={
+            "visibility_timeout": settings.broker.visibility_timeout_s,
+            # Ten priority levels; 0 is served first (as vLLM's priority scheduling).
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        },
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": float(settings.worker.reconcile_every_s)}
+        },
+    )
+    return app
+
+
+@functools.lru_cache(maxsize=1)
+def celery_app() -> Celery:
+    return make_celery(get_settings())
+
+
+def send_run_job(job_id: str, priority: int, **options: Any) -> None:
+    celery_app().send_task(RUN_JOB, args=[job_id], priority=priority, **options)
+
+
+def send_delivery(notification_id: str, countdown: float | None = None) -> None:
+    celery_app().send_task(DELIVER, args=[notification_id], countdown=countdown)

@@ -1,0 +1,190 @@
+"""Run one job: claim its lease, run its strategy with the worker's engine, write the
+outcome and the outbox rows in one transaction. The Celery task is a thin wrapper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ponder import jobs
+from ponder.config import Settings
+from ponder.db import session_scope
+from ponder.engines.base import Engine, EngineRequestError, EngineUnavailable
+from ponder.errors import LeaseLost
+from ponder.models import Job, JobStatus
+from ponder.strategies import STRATEGIES
+from ponder.strategies.base import StrategyConfig, StrategyContext, StrategyOutcome
+from ponder.trace import CancelRequested, PostgresRecorder
+from ponder.verify import failing_checks
+from tasks.registry import TASKS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str
+    """The job's status after this run, or ``busy`` / ``lease_lost`` / ``retry``."""
+    retry_in_s: float | None = None
+
+
+class _Heartbeat:
+    """Renews the lease while a long engine call is in flight."""
+
+    def __init__(self, job_id: str, token: int, settings: Settings) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, args=(job_id, token, settings), daemon=True, name=f"lease-{job_id}"
+        )
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self, job_id: str, token: int, settings: Settings) -> None:
+        while not self._stop.wait(settings.worker.heartbeat_s):
+            try:
+                with session_scope() as session:
+                    if (
+                        jobs.renew_lease(
+                            session=session, job_id=job_id, token=token, settings=settings
+                        )
+                        is None
+                    ):
+                        return
+            except Exception:  # the database may be restarting; the next beat retries
+                logger.warning("lease renewal for job %s failed; will retry", job_id)
+
+
+def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
+    with session_scope() as session:
+        claim = jobs.claim(session=session, job_id=job_id, owner=owner, settings=settings)
+        job = session.get(Job, job_id) if claim.outcome == "claimed" else None
+    if claim.outcome == "busy":
+        return RunOutcome("busy", retry_in_s=claim.retry_in_s)
+    if job is None:
+        return RunOutcome(claim.outcome)
+    logger.info("job %s attempt %d claimed by %s", job_id, claim.attempt, owner)
+    task = TASKS[job.task]
+    config = StrategyConfig.model_validate(job.config["strategy"])
+    recorder = PostgresRecorder(
+        job_id=job_id, token=claim.token, attempt=claim.attempt, task=task, settings=settings
+    )
+    started = time.monotonic()
+    try:
+        with _Heartbeat(job_id, claim.token, settings):
+            recorder.event("started", {"attempt": claim.attempt, "strategy": config.model_dump()})
+            ctx = StrategyContext(
+                job_id=job_id,
+                task=task,
+                document=job.document,
+                config=config,
+                engine=engine,
+                recorder=recorder,
+            )
+            outcome = STRATEGIES[config.name].run(ctx)
+            recorder.check()
+        return _finish(job_id, claim.token, outcome, settings, time.monotonic() - started)
+    except LeaseLost:
+        logger.warning("job %s: lease lost; this run stops without writing", job_id)
+        return RunOutcome("lease_lost")
+    except CancelRequested:
+        return _end_with(
+            job_id, claim.token, JobStatus.cancelled, "cancelled while running", settings
+        )
+    except EngineRequestError as exc:
+        return _end_with(job_id, claim.token, JobStatus.failed, f"engine refused: {exc}", settings)
+    except EngineUnavailable as exc:
+        return _retry_or_fail(job_id, claim, f"engine unavailable: {exc}", settings)
+    except Exception as exc:
+        # Only the exception type: its message may quote the document.
+        logger.exception("job %s failed with an internal error", job_id)
+        return _end_with(
+            job_id,
+            claim.token,
+            JobStatus.failed,
+            f"internal error ({type(exc).__name__})",
+            settings,
+        )
+
+
+def _finish(
+    job_id: str, token: int, outcome: StrategyOutcome, settings: Settings, wall_s: float
+) -> RunOutcome:
+    selected = outcome.selected
+    result: dict[str, Any] = {
+        "output": selected.parsed.model_dump(mode="json")
+        if selected is not None and selected.parsed is not None
+        else None,
+        "selected": selected.summary() if selected is not None else None,
+        "rationale": outcome.rationale.get("reason"),
+        "failing_checks": failing_checks(selected.verdicts) if selected is not None else [],
+        "wall_s": round(wall_s, 3),
+    }
+    result["summary"] = _summary(outcome.status, result)
+    with session_scope() as session:
+        job = jobs.locked_for_run(session, job_id, token)
+        if job is None:
+            raise_lease_lost = True
+        else:
+            raise_lease_lost = False
+            jobs.finish(
+                session=session,
+                job=job,
+                status=JobStatus(outcome.status),
+                result=result,
+                selected_candidate_id=selected.id if selected is not None else None,
+                settings=settings,
+            )
+    if raise_lease_lost:
+        logger.warning("job %s: lease lost before finishing; result not written", job_id)
+        return RunOutcome("lease_lost")
+    return RunOutcome(outcome.status)
+
+
+def _summary(status: str, result: dict[str, Any]) -> str:
+    output = result["output"] or {}
+    items = next((len(v) for v in output.values() if isinstance(v, list)), None)
+    found = f"{items} item(s)" if items is not None else "an answer"
+    if status == "succeeded":
+        return f"{found}; passed every required check"
+    failing = ", ".join(f["verifier"] for f in result["failing_checks"]) or "none"
+    return f"{found}; needs review, failing checks: {failing}"
+
+
+def _end_with(
+    job_id: str, token: int, status: JobStatus, error: str, settings: Settings
+) -> RunOutcome:
+    with session_scope() as session:
+        job = jobs.locked_for_run(session, job_id, token)
+        if job is None:
+            return RunOutcome("lease_lost")
+        jobs.finish(session=session, job=job, status=status, error=error, settings=settings)
+    logger.info("job %s ended %s", job_id, status.value)
+    return RunOutcome(status.value)
+
+
+def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settings) -> RunOutcome:
+    if claim.attempt >= settings.worker.max_attempts:
+        return _end_with(
+            job_id,
+            claim.token,
+            JobStatus.failed,
+            f"{reason} (gave up after {claim.attempt} attempts)",
+            settings,
+        )
+    with session_scope() as session:
+        job = jobs.locked_for_run(session, job_id, claim.token)
+        if job is None:
+            return RunOutcome("lease_lost")
+        jobs.release_for_retry(session=session, job=job, reason=reason)
+    delay = min(300.0, 5.0 * 2 ** (claim.attempt - 1))
+    logger.warning("job %s: %s; retry in %.0fs", job_id, reason, delay)
+    return RunOutcome("retry", retry_in_s=delay)

@@ -1,0 +1,214 @@
+"""What every strategy shares: its configuration, its context (engine, task, recorder) and
+the selection of the best verified candidate."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ponder.engines.base import Engine, GenerationRequest, GenerationResult, Sample
+from ponder.tasktypes import TaskType
+from ponder.verify import (
+    Verdict,
+    aggregate_score,
+    failing_checks,
+    passes_required,
+    verify_candidate,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class StrategyConfig(BaseModel):
+    """Frozen on the job at submission; a trace can always be replayed from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    n: int = Field(ge=1, description="Samples drawn in one engine request.")
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(ge=1, description="Output tokens per sample.")
+    seed: int | None = None
+    priority: int = Field(default=5, ge=0, le=9)
+
+
+@dataclass
+class ScoredCandidate:
+    step: str
+    idx: int
+    text: str
+    parsed: BaseModel | None
+    verdicts: list[Verdict]
+    mean_logprob: float | None
+    min_logprob: float | None
+    completion_tokens: int
+    finish_reason: str | None
+    id: str | None = None
+
+    @property
+    def score(self) -> float:
+        return aggregate_score(self.verdicts)
+
+    @property
+    def passed_required(self) -> bool:
+        return passes_required(self.verdicts)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "candidate_id": self.id,
+            "step": self.step,
+            "idx": self.idx,
+            "passed_required": self.passed_required,
+            "score": round(self.score, 4),
+            "mean_logprob": None if self.mean_logprob is None else round(self.mean_logprob, 4),
+            "failing": [f["verifier"] for f in failing_checks(self.verdicts)],
+        }
+
+
+class Recorder(Protocol):
+    """Writes the trace as it happens. Implementations refuse writes from a run that lost its
+    lease (``LeaseLost``)."""
+
+    def load_step(self, step: str) -> list[ScoredCandidate] | None: ...
+
+    def save_step(
+        self, step: str, result: GenerationResult, candidates: list[ScoredCandidate]
+    ) -> None: ...
+
+    def event(self, kind: str, data: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class StrategyOutcome:
+    status: str
+    """``succeeded`` when the selected candidate passed every required verifier, else
+    ``needs_review``."""
+    selected: ScoredCandidate | None
+    rationale: dict[str, Any] = field(default_factory=dict)
+
+
+class StrategyContext:
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        task: TaskType,
+        document: str,
+        config: StrategyConfig,
+        engine: Engine,
+        recorder: Recorder,
+    ) -> None:
+        self.job_id = job_id
+        self.task = task
+        self.document = document
+        self.config = config
+        self.engine = engine
+        self.recorder = recorder
+
+    def event(self, kind: str, **data: Any) -> None:
+        self.recorder.event(kind, data)
+
+    def sample(self, *, step: str, n: int) -> list[ScoredCandidate]:
+        """Draw n candidates in one engine request, verify each and record them; a step
+        already recorded by an earlier attempt of this job is reused, not paid for twice."""
+        reused = self.recorder.load_step(step)
+        if reused is not None and len(reused) == n:
+            self.event("reused", step=step, candidates=len(reused))
+            return reused
+        request = GenerationRequest(
+            messages=self.task.messages(self.document),
+            request_id=f"{self.job_id}:{step}",
+            n=n,
+            temperature=self.config.temperature,
+            max_tokens=self.config.max_tokens,
+            seed=self.config.seed,
+            json_schema=self.task.json_schema(),
+            priority=self.config.priority,
+        )
+        result = self.engine.generate(request)
+        if len(result.samples) != n:
+            # Postcondition: say so rather than select among fewer silently.
+            self.event("short_sample", step=step, asked=n, got=len(result.samples))
+        candidates = [self._verify(step, sample) for sample in result.samples]
+        self.recorder.save_step(step, result, candidates)
+        self.event(
+            "samples",
+            step=step,
+            n=len(candidates),
+            prompt_tokens=result.prompt_tokens,
+            cached_prompt_tokens=result.cached_prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            engine_wall_s=round(result.engine_wall_s, 3),
+            engine_started_at=result.started_at,
+            engine_finished_at=result.finished_at,
+            in_flight_at_admission=result.in_flight_at_admission,
+            candidates=[c.summary() for c in candidates],
+        )
+        return candidates
+
+    def _verify(self, step: str, sample: Sample) -> ScoredCandidate:
+        parsed, verdicts = verify_candidate(
+            text=sample.text,
+            output_model=self.task.output_model,
+            document=self.document,
+            verifiers=self.task.verifiers,
+        )
+        return ScoredCandidate(
+            step=step,
+            idx=sample.index,
+            text=sample.text,
+            parsed=parsed,
+            verdicts=verdicts,
+            mean_logprob=sample.mean_logprob,
+            min_logprob=sample.min_logprob,
+            completion_tokens=sample.completion_tokens,
+            finish_reason=sample.finish_reason,
+        )
+
+
+def selection_key(candidate: ScoredCandidate) -> tuple[bool, float, float]:
+    logprob = candidate.mean_logprob
+    return (
+        candidate.passed_required,
+        round(candidate.score, 6),
+        logprob if logprob is not None and math.isfinite(logprob) else -math.inf,
+    )
+
+
+def select_best_candidate(
+    candidates: list[ScoredCandidate],
+) -> tuple[ScoredCandidate | None, dict[str, Any]]:
+    """Rank by: passes every required verifier, then verifier score, then mean token logprob."""
+    if not candidates:
+        return None, {"rule": "no candidates", "ranking": []}
+    ranked = sorted(candidates, key=selection_key, reverse=True)
+    best = ranked[0]
+    if best.passed_required:
+        reason = (
+            f"candidate {best.step}/{best.idx} passed every required verifier; "
+            f"{sum(c.passed_required for c in candidates)} of {len(candidates)} did; "
+            "ties broken by verifier score, then mean token logprob"
+        )
+    else:
+        reason = (
+            f"no candidate passed every required verifier; candidate {best.step}/{best.idx} "
+            "has the best verifier score and is attached for review"
+        )
+    return best, {
+        "rule": "passed_required > score > mean_logprob",
+        "reason": reason,
+        "ranking": [c.summary() for c in ranked],
+    }
+
+
+def outcome_from(candidates: list[ScoredCandidate], ctx: StrategyContext) -> StrategyOutcome:
+    best, rationale = select_best_candidate(candidates)
+    status = "succeeded" if best is not None and best.passed_required else "needs_review"
+    if best is not None and not best.passed_required:
+        rationale["failing_checks"] = failing_checks(best.verdicts)
+    ctx.event("selection", status=status, **rationale)
+    return StrategyOutcome(status=status, selected=best, rationale=rationale)

@@ -1,0 +1,12 @@
+"""``single``: one sample, verified. The baseline every other strategy is measured against."""
+
+from __future__ import annotations
+
+from ponder.strategies.base import StrategyContext, StrategyOutcome, outcome_from
+
+NAME = "single"
+DESCRIPTION = "One sample, verified; needs_review if it fails a required check."
+
+
+def run(ctx: StrategyContext) -> StrategyOutcome:
+    return outcome_from(ctx.sample(step="sample", n=1), ctx)

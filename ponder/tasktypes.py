@@ -1,0 +1,43 @@
+"""What a task type declares. Task types themselves live in the top-level ``tasks/`` package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from ponder.prompts import render, template_version
+from ponder.verify import VerifierSpec
+
+
+@dataclass(frozen=True)
+class TaskType:
+    name: str
+    description: str
+    output_model: type[BaseModel]
+    """Bounded pydantic model; its JSON schema is sent to the engine for structured decoding."""
+    template: str
+    """Jinja2 template under ``templates/`` rendering the user message; gets ``document``."""
+    system_prompt: str
+    verifiers: tuple[VerifierSpec, ...]
+    max_document_chars: int = 50_000
+    max_output_tokens: int = 512
+    normalise: Callable[[Any], Hashable] | None = None
+    """Maps a parsed output to a hashable key for voting (self-consistency)."""
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.output_model.model_json_schema()
+
+    def messages(self, document: str, **extra: object) -> tuple[dict[str, str], ...]:
+        return (
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": render(self.template, document=document, **extra)},
+        )
+
+    def template_version(self) -> str:
+        return template_version(self.template)
+
+    def verifier_names(self) -> list[str]:
+        return [v.name for v in self.verifiers]

@@ -1,0 +1,206 @@
+"""The reasoning trace in PostgreSQL: candidates, verdicts and ordered events, written as
+they happen by the run that holds the job's lease, and read back for ``/trace``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from ponder.config import Settings
+from ponder.db import session_scope
+from ponder.engines.base import GenerationResult
+from ponder.errors import LeaseLost
+from ponder.jobs import renew_lease
+from ponder.models import Candidate, Job, TraceEvent, Verdict
+from ponder.strategies.base import ScoredCandidate
+from ponder.tasktypes import TaskType
+from ponder.verify import Verdict as VerdictValue
+
+
+class CancelRequested(Exception):
+    """The caller cancelled the job while it ran."""
+
+
+class PostgresRecorder:
+    """Each write is its own transaction that first renews the lease with the run's fencing
+    token: a run that lost its lease raises ``LeaseLost`` instead of writing."""
+
+    def __init__(
+        self, *, job_id: str, token: int, attempt: int, task: TaskType, settings: Settings
+    ) -> None:
+        self.job_id = job_id
+        self.token = token
+        self.attempt = attempt
+        self.task = task
+        self.settings = settings
+
+    def _fence(self, session: Session) -> None:
+        cancel = renew_lease(
+            session=session, job_id=self.job_id, token=self.token, settings=self.settings
+        )
+        if cancel is None:
+            raise LeaseLost(self.job_id)
+        if cancel:
+            raise CancelRequested(self.job_id)
+
+    def check(self) -> None:
+        with session_scope() as session:
+            self._fence(session)
+
+    def load_step(self, step: str) -> list[ScoredCandidate] | None:
+        with session_scope() as session:
+            rows = session.exec(
+                select(Candidate)
+                .where(Candidate.job_id == self.job_id, Candidate.step == step)
+                .order_by(col(Candidate.idx))
+            ).all()
+            if not rows:
+                return None
+            verdicts = _verdicts_by_candidate(session, [r.id for r in rows])
+        return [
+            ScoredCandidate(
+                step=r.step,
+                idx=r.idx,
+                text=r.text,
+                parsed=self.task.output_model.model_validate(r.parsed) if r.parsed else None,
+                verdicts=[_verdict_value(v) for v in verdicts.get(r.id, [])],
+                mean_logprob=r.mean_logprob,
+                min_logprob=r.min_logprob,
+                completion_tokens=r.completion_tokens,
+                finish_reason=r.finish_reason,
+                id=r.id,
+            )
+            for r in rows
+        ]
+
+    def save_step(
+        self, step: str, result: GenerationResult, candidates: list[ScoredCandidate]
+    ) -> None:
+        started = datetime.fromtimestamp(result.started_at, UTC)
+        finished = datetime.fromtimestamp(result.finished_at, UTC)
+        with session_scope() as session:
+            self._fence(session)
+            for i, c in enumerate(candidates):
+                row = Candidate(
+                    job_id=self.job_id,
+                    step=step,
+                    idx=c.idx,
+                    attempt=self.attempt,
+                    text=c.text,
+                    parsed=c.parsed.model_dump(mode="json") if c.parsed is not None else None,
+                    # The prompt is prefilled once per request: count it on the first sample.
+                    prompt_tokens=result.prompt_tokens if i == 0 else 0,
+                    cached_tokens=result.cached_prompt_tokens if i == 0 else 0,
+                    completion_tokens=c.completion_tokens,
+                    mean_logprob=c.mean_logprob,
+                    min_logprob=c.min_logprob,
+                    finish_reason=c.finish_reason,
+                    score=c.score,
+                    passed_required=c.passed_required,
+                    engine_started_at=started,
+                    engine_finished_at=finished,
+                )
+                session.add(row)
+                c.id = row.id
+                for v in c.verdicts:
+                    session.add(
+                        Verdict(
+                            candidate_id=row.id,
+                            verifier=v.verifier,
+                            passed=v.passed,
+                            score=v.score,
+                            required=v.required,
+                            weight=v.weight,
+                            findings=v.findings,
+                        )
+                    )
+            session.execute(
+                sa.update(Job)
+                .where(Job.id == self.job_id)
+                .values(
+                    prompt_tokens=Job.prompt_tokens + result.prompt_tokens,
+                    completion_tokens=Job.completion_tokens + result.completion_tokens,
+                    cached_tokens=Job.cached_tokens + result.cached_prompt_tokens,
+                    engine_wall_s=Job.engine_wall_s + result.engine_wall_s,
+                )
+            )
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        with session_scope() as session:
+            self._fence(session)
+            seq = session.execute(
+                sa.select(sa.func.coalesce(sa.func.max(TraceEvent.seq), 0) + 1).where(
+                    TraceEvent.job_id == self.job_id
+                )
+            ).scalar_one()
+            session.add(
+                TraceEvent(job_id=self.job_id, seq=seq, attempt=self.attempt, kind=kind, data=data)
+            )
+
+
+def _verdicts_by_candidate(session: Session, ids: list[str]) -> dict[str, list[Verdict]]:
+    out: dict[str, list[Verdict]] = {}
+    if not ids:
+        return out
+    for v in session.exec(select(Verdict).where(col(Verdict.candidate_id).in_(ids))).all():
+        out.setdefault(v.candidate_id, []).append(v)
+    return out
+
+
+def _verdict_value(v: Verdict) -> VerdictValue:
+    return VerdictValue(v.verifier, v.passed, v.score, v.required, v.weight, list(v.findings))
+
+
+def read_trace(session: Session, job: Job) -> dict[str, Any]:
+    """The whole trace of a job, for the API."""
+    candidates = session.exec(
+        select(Candidate)
+        .where(Candidate.job_id == job.id)
+        .order_by(col(Candidate.created_at), col(Candidate.step), col(Candidate.idx))
+    ).all()
+    verdicts = _verdicts_by_candidate(session, [c.id for c in candidates])
+    events = session.exec(
+        select(TraceEvent).where(TraceEvent.job_id == job.id).order_by(col(TraceEvent.seq))
+    ).all()
+    selection = next((e.data for e in reversed(events) if e.kind == "selection"), None)
+    return {
+        "candidates": [
+            {
+                "id": c.id,
+                "step": c.step,
+                "idx": c.idx,
+                "attempt": c.attempt,
+                "text": c.text,
+                "parsed": c.parsed,
+                "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens,
+                "cached_tokens": c.cached_tokens,
+                "mean_logprob": c.mean_logprob,
+                "min_logprob": c.min_logprob,
+                "finish_reason": c.finish_reason,
+                "score": c.score,
+                "passed_required": c.passed_required,
+                "selected": c.id == job.selected_candidate_id,
+                "verdicts": [
+                    {
+                        "verifier": v.verifier,
+                        "passed": v.passed,
+                        "score": v.score,
+                        "required": v.required,
+                        "weight": v.weight,
+                        "findings": v.findings,
+                    }
+                    for v in sorted(verdicts.get(c.id, []), key=lambda v: v.verifier)
+                ],
+            }
+            for c in candidates
+        ],
+        "selection": selection,
+        "steps": [
+            {"seq": e.seq, "attempt": e.attempt, "kind": e.kind, "data": e.data, "at": e.created_at}
+            for e in events
+        ],
+    }

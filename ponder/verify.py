@@ -1,0 +1,119 @@
+"""Verifiers: deterministic checks of one candidate output, and their aggregation into a score.
+
+Every candidate gets a verdict from every verifier of its task type, including when its
+output did not parse (then each check fails with that reason), so a trace is never partial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+SCHEMA_VERIFIER = "schema"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a check function returns."""
+
+    passed: bool
+    score: float
+    """0.0 to 1.0; a partial pass (3 of 4 quotes grounded) scores between."""
+    findings: list[str] = field(default_factory=list)
+    """Human-readable, specific: which quote was not found, which unit is invalid. Stored in
+    PostgreSQL and fed back to the model by refinement; never logged."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verifier: str
+    passed: bool
+    score: float
+    required: bool
+    weight: float
+    findings: list[str]
+
+
+CheckFn = Callable[[Any, str], CheckResult]
+"""``check(output, document)``: output is the task's parsed pydantic model."""
+
+
+@dataclass(frozen=True)
+class VerifierSpec:
+    name: str
+    check: CheckFn
+    description: str
+    weight: float = 1.0
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0:
+            raise ValueError(f"verifier {self.name}: weight must be positive")
+
+
+def verify_candidate(
+    *,
+    text: str,
+    output_model: type[BaseModel],
+    document: str,
+    verifiers: Sequence[VerifierSpec],
+) -> tuple[BaseModel | None, list[Verdict]]:
+    """Parse ``text`` into the output model and run every verifier on it."""
+    verdicts: list[Verdict] = []
+    parsed: BaseModel | None
+    try:
+        parsed = output_model.model_validate_json(text)
+        verdicts.append(Verdict(SCHEMA_VERIFIER, True, 1.0, True, 1.0, []))
+    except ValueError as exc:
+        parsed = None
+        reason = _schema_reason(exc)
+        verdicts.append(Verdict(SCHEMA_VERIFIER, False, 0.0, True, 1.0, [reason]))
+    for spec in verifiers:
+        if parsed is None:
+            result = CheckResult(False, 0.0, ["output did not match the schema; not checked"])
+        else:
+            try:
+                result = spec.check(parsed, document)
+            except Exception as exc:  # a verifier bug must not pass a candidate
+                result = CheckResult(False, 0.0, [f"verifier error: {type(exc).__name__}"])
+        verdicts.append(
+            Verdict(
+                spec.name,
+                result.passed,
+                max(0.0, min(1.0, result.score)),
+                spec.required,
+                spec.weight,
+                list(result.findings),
+            )
+        )
+    return parsed, verdicts
+
+
+def _schema_reason(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[:3]
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in first]
+        return "output is not valid for the schema: " + "; ".join(parts)
+    return "output is not valid JSON"
+
+
+def aggregate_score(verdicts: Sequence[Verdict]) -> float:
+    """Weighted mean of verifier scores."""
+    total = sum(v.weight for v in verdicts)
+    return sum(v.weight * v.score for v in verdicts) / total if total else 0.0
+
+
+def passes_required(verdicts: Sequence[Verdict]) -> bool:
+    return all(v.passed for v in verdicts if v.required)
+
+
+def failing_checks(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
+    return [
+        {"verifier": v.verifier, "required": v.required, "findings": v.findings}
+        for v in verdicts
+        if not v.passed
+    ]

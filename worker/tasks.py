@@ -1,0 +1,52 @@
+"""Celery tasks: thin wrappers that take an id and call a service."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from celery import Task
+
+from ponder.config import get_settings
+from ponder.db import session_scope
+from ponder.notify.outbox import deliver
+from ponder.queue import DELIVER, RECONCILE, RUN_JOB
+from ponder.reconcile import reconcile
+from ponder.runner import run_job
+from worker.app import app
+from worker.engine import get_engine
+
+logger = logging.getLogger(__name__)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+@app.task(name=RUN_JOB, bind=True, max_retries=None)
+def run_job_task(self: Task, job_id: str) -> str:
+    settings = get_settings()
+    outcome = run_job(job_id=job_id, engine=get_engine(settings), settings=settings, owner=_owner())
+    if outcome.retry_in_s is not None:
+        # Attempts are bounded in PostgreSQL, not here.
+        raise self.retry(countdown=outcome.retry_in_s)
+    return outcome.status
+
+
+@app.task(name=DELIVER, bind=True, max_retries=None)
+def deliver_notification_task(self: Task, notification_id: str) -> str:
+    settings = get_settings()
+    with session_scope() as session:
+        result = deliver(session=session, notification_id=notification_id, settings=settings)
+    if result.retry_in_s is not None:
+        raise self.retry(countdown=result.retry_in_s)
+    return result.status
+
+
+@app.task(name=RECONCILE)
+def reconcile_task() -> dict[str, int]:
+    with session_scope() as session:
+        report = reconcile(session=session, settings=get_settings())
+    return {"jobs": report.requeued_jobs, "notifications": report.resent_notifications}
