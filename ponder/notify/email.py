@@ -26,7 +26,7 @@ def render_job_email(context: Mapping[str, Any]) -> tuple[str, str, str]:
     """(subject, text, html) for a finished job.
 
     ``context`` holds job_id, status, task, summary, link, failing_checks (``verifier`` and
-    ``findings`` each), tokens and cost (None when not priced). Findings are counted, not
+    ``finding_count`` each), tokens and cost (None when not priced). Findings are counted, not
     quoted: they may quote the document, and mailboxes are outside Ponder's control.
     """
     status = context["status"]

@@ -36,7 +36,7 @@ def job_payload(job: Job, settings: Settings) -> dict[str, Any]:
             "strategy": job.config.get("strategy", {}).get("name"),
             "summary": result.get("summary") or job.error or "",
             "failing_checks": [
-                {"verifier": f["verifier"], "findings": len(f.get("findings", []))}
+                {"verifier": f["verifier"], "finding_count": len(f.get("findings", []))}
                 for f in result.get("failing_checks", [])
             ],
             "tokens": {"prompt": job.prompt_tokens, "completion": job.completion_tokens},

@@ -56,7 +56,7 @@ def test_unknown_status_is_refused() -> None:
 
 
 def test_failing_checks_are_named_and_counted_in_both_parts() -> None:
-    checks = [{"verifier": "grounding", "findings": ["quote 1 not found", "quote 2 not found"]}]
+    checks = [{"verifier": "grounding", "finding_count": 2}]
     _, text, html = render_job_email(_context(status="needs_review", failing_checks=checks))
     for part in (text, html):
         assert "grounding: 2 findings" in part

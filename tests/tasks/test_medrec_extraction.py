@@ -264,3 +264,26 @@ def test_hand_written_list_for_the_sample_note_passes_every_verifier():
 
 def test_registry_finds_the_task_by_name():
     assert get_task("medrec_extraction") is TASK
+
+
+def test_name_grounding_fails_a_name_without_letters() -> None:
+    from tasks.medrec_extraction import MedicationList, check_name_grounding
+
+    output = MedicationList.model_validate(
+        {
+            "medications": [
+                {
+                    "name": ", ",
+                    "dose": "50",
+                    "unit": "mg",
+                    "route": "oral",
+                    "frequency": "daily",
+                    "status": "active",
+                    "evidence": "daily",
+                }
+            ]
+        }
+    )
+    result = check_name_grounding(output, "Lisinopril 50 mg daily, by mouth.")
+    assert not result.passed
+    assert "', '" in result.findings[0] or "does not occur" in result.findings[0]

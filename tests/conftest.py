@@ -1,0 +1,176 @@
+"""Fixtures on real services: PostgreSQL (a ``ponder_test`` database, recreated per run),
+Redis (databases 13-15), a real Celery worker subprocess with the real CPU engine, a real
+SMTP server and a real HTTP webhook receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from ponder.devservers import SmtpSink, WebhookReceiver, free_port
+
+# Settings are read from the environment once; set them before anything imports them.
+TEST_DB_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/ponder_test"
+WORKER_BROKER = "redis://127.0.0.1:6379/15"
+SMTP_PORT = free_port()
+os.environ.update(
+    {
+        "PONDER_ENVIRONMENT": "test",
+        "PONDER_DATABASE__URL": TEST_DB_URL,
+        "PONDER_BROKER__URL": WORKER_BROKER,
+        "PONDER_NOTIFY__WEBHOOK_ALLOW_HOSTS": '["127.0.0.1"]',
+        "PONDER_NOTIFY__SMTP_PORT": str(SMTP_PORT),
+        "PONDER_NOTIFY__WEBHOOK_BACKOFF_BASE_S": "0.5",
+        "PONDER_WORKER__HEARTBEAT_S": "2",
+        "OMP_NUM_THREADS": "1",
+    }
+)
+
+from ponder import config, queue  # noqa: E402
+from ponder.db import get_engine, session_scope  # noqa: E402
+from ponder.dbadmin import create_database, migrate  # noqa: E402
+from ponder.tenants import issue_key  # noqa: E402
+
+TABLES = (
+    "delivery_attempts, notifications, trace_events, verdicts, candidates, jobs, api_keys, tenants"
+)
+
+
+def _reset_database() -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        c.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = 'ponder_test'"
+        )
+        c.execute("drop database if exists ponder_test")
+    create_database(TEST_DB_URL)
+    migrate()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[None]:
+    _reset_database()
+    yield
+    get_engine().dispose()
+
+
+@pytest.fixture
+def clean_db(database: None) -> None:
+    import sqlalchemy as sa
+
+    with get_engine().begin() as conn:
+        conn.execute(sa.text(f"truncate {TABLES} cascade"))
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    key: str
+    tenant_id: str
+    webhook_secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def make_tenant(name: str) -> TenantKey:
+    with session_scope() as session:
+        issued = issue_key(session=session, tenant_name=name)
+        return TenantKey(issued.key, issued.tenant.id, issued.tenant.webhook_secret)
+
+
+@pytest.fixture
+def tenant(clean_db: None) -> TenantKey:
+    return make_tenant("tenant-a")
+
+
+@pytest.fixture
+def other_tenant(clean_db: None) -> TenantKey:
+    return make_tenant("tenant-b")
+
+
+@pytest.fixture
+def api() -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from api.main import app
+
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def isolated_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """A broker database no worker listens on, empty, so a test can see what was queued."""
+    url = "redis://127.0.0.1:6379/13"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    monkeypatch.setenv("PONDER_BROKER__URL", url)
+    config.get_settings.cache_clear()
+    queue.celery_app.cache_clear()
+    yield client
+    client.flushdb()
+    config.get_settings.cache_clear()
+    queue.celery_app.cache_clear()
+
+
+def queued_messages(client: redis.Redis) -> int:
+    """Messages waiting in any queue (priority sub-queues included) of this broker db."""
+    total = 0
+    for key in client.scan_iter():
+        if client.type(key) == b"list":
+            total += int(client.llen(key))
+    return total
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpSink]:
+    sink = SmtpSink(port=SMTP_PORT).start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(database: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real Celery worker process with the real in-process vLLM engine on CPU."""
+    from ponder.localrun import start_worker, stop
+
+    redis.Redis.from_url(WORKER_BROKER).flushdb()
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = start_worker({}, log, concurrency=8)
+    deadline = time.monotonic() + 120
+    while b"ready." not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start; see {log_path}")
+        time.sleep(0.3)
+    yield log_path
+    stop(proc)
+    log.close()
+
+
+def wait_for_status(job_id: str, statuses: set[str], timeout_s: float = 600) -> dict:
+    from ponder.models import Job
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.status in statuses:
+                return job.model_dump()
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} did not reach {statuses} in {timeout_s}s")
