@@ -54,7 +54,7 @@ def _reset_database() -> None:
     migrate()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def database() -> Iterator[None]:
     _reset_database()
     yield
@@ -97,7 +97,7 @@ def other_tenant(clean_db: None) -> TenantKey:
 
 
 @pytest.fixture
-def api() -> Iterator[object]:
+def api(database: None) -> Iterator[object]:
     from fastapi.testclient import TestClient
 
     from api.main import app

@@ -49,9 +49,7 @@ def test_idempotency_key_reused_for_another_request_is_409(api, tenant, isolated
 
 def test_idempotency_keys_are_per_tenant(api, tenant, other_tenant, isolated_broker):
     a = api.post("/v1/jobs", json=BODY, headers={**tenant.headers, "Idempotency-Key": "same"})
-    b = api.post(
-        "/v1/jobs", json=BODY, headers={**other_tenant.headers, "Idempotency-Key": "same"}
-    )
+    b = api.post("/v1/jobs", json=BODY, headers={**other_tenant.headers, "Idempotency-Key": "same"})
     assert a.status_code == b.status_code == 201
     assert a.json()["id"] != b.json()["id"]
 
