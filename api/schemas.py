@@ -21,6 +21,12 @@ class JobCreate(BaseModel):
     metadata: dict[str, Any] | None = Field(
         default=None, description="Echoed back in results and notifications."
     )
+    params: dict[str, Any] | None = Field(
+        default=None, description="Strategy parameters; `ponder strategies` lists them."
+    )
+    budget_tokens: int | None = Field(
+        default=None, ge=1, description="Token budget for the whole job (prompt + output)."
+    )
 
 
 class Tokens(BaseModel):

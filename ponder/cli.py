@@ -72,8 +72,8 @@ def strategies() -> None:
     from ponder.strategies import STRATEGIES
 
     for s in STRATEGIES.values():
-        n = f"n fixed at {s.fixed_n}" if s.fixed_n else "parameter: n"
-        typer.echo(f"{s.name:14} {s.description} ({n})")
+        typer.echo(f"{s.name:20} {s.description}")
+        typer.echo(f"{'':20} parameters: {', '.join(s.parameter_help()) or 'none'}")
 
 
 @app.command("tasks")

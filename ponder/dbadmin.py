@@ -15,6 +15,8 @@ def create_database(url: str) -> bool:
     """Create the database named in ``url`` if missing. Returns True when it was created."""
     parsed = make_url(url)
     name = parsed.database
+    if not name:
+        raise ValueError(f"the database URL names no database: {url}")
     admin = parsed.set(drivername="postgresql", database="postgres")
     conninfo = admin.render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:

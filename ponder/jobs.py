@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -23,7 +24,7 @@ from ponder.notify.outbox import enqueue_job_notifications
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
 from ponder.queue import send_run_job
 from ponder.strategies import STRATEGIES
-from ponder.strategies.base import StrategyConfig
+from ponder.strategies.base import MIN_USEFUL_OUTPUT_TOKENS, StrategyConfig
 from tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class JobRequest:
     webhook_url: str | None = None
     email: str | None = None
     metadata: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    budget_tokens: int | None = None
 
     def fingerprint(self) -> str:
         canonical = json.dumps(self.__dict__, sort_keys=True, default=str)
@@ -80,11 +83,31 @@ def _frozen_config(request: JobRequest, settings: Settings) -> dict[str, Any]:
             check_webhook_url(request.webhook_url, allow_hosts=settings.notify.webhook_allow_hosts)
         except UnsafeWebhookURL as exc:
             raise InvalidRequest(f"webhook_url refused: {exc}") from exc
+    try:
+        params = strategy.validate_params(request.params)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidRequest(
+            f"invalid params for strategy {strategy.name}: {problems}; "
+            f"valid parameters: {', '.join(strategy.parameter_help()) or 'none'}"
+        ) from exc
+    if request.budget_tokens is not None:
+        # A conservative estimate (3 characters a token) of the prompt plus one short sample.
+        needed = len(request.document) // 3 + 300 + MIN_USEFUL_OUTPUT_TOKENS
+        if request.budget_tokens < needed:
+            raise InvalidRequest(
+                f"budget_tokens={request.budget_tokens} is too small for even one sample of "
+                f"this document; give at least {needed}"
+            )
     config = StrategyConfig(
         name=strategy.name,
         n=n,
         max_tokens=min(task.max_output_tokens, limits.max_tokens_per_sample),
         priority=request.priority,
+        budget_tokens=request.budget_tokens,
+        params=params,
     )
     return {
         "strategy": config.model_dump(),
@@ -232,9 +255,9 @@ def claim(*, session: Session, job_id: str, owner: str, settings: Settings) -> C
     row = session.execute(
         sa.update(Job)
         .where(
-            Job.id == job_id,
+            col(Job.id) == job_id,
             col(Job.status).in_([JobStatus.queued.value, JobStatus.running.value]),
-            Job.attempts < settings.worker.max_attempts,
+            col(Job.attempts) < settings.worker.max_attempts,
             sa.or_(col(Job.lease_expires_at).is_(None), col(Job.lease_expires_at) < sa.func.now()),
         )
         .values(
@@ -245,7 +268,7 @@ def claim(*, session: Session, job_id: str, owner: str, settings: Settings) -> C
             lease_expires_at=sa.func.now() + ttl,
             started_at=sa.func.coalesce(Job.started_at, sa.func.now()),
         )
-        .returning(Job.lease_token, Job.attempts)
+        .returning(col(Job.lease_token), col(Job.attempts))
     ).first()
     if row is not None:
         return Claim("claimed", token=row[0], attempt=row[1])
@@ -271,9 +294,13 @@ def renew_lease(*, session: Session, job_id: str, token: int, settings: Settings
     lease was lost."""
     row = session.execute(
         sa.update(Job)
-        .where(Job.id == job_id, Job.lease_token == token, Job.status == JobStatus.running.value)
+        .where(
+            col(Job.id) == job_id,
+            col(Job.lease_token) == token,
+            col(Job.status) == JobStatus.running.value,
+        )
         .values(lease_expires_at=sa.func.now() + timedelta(seconds=settings.worker.lease_ttl_s))
-        .returning(Job.cancel_requested)
+        .returning(col(Job.cancel_requested))
     ).first()
     return None if row is None else bool(row[0])
 

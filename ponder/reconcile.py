@@ -5,6 +5,7 @@ harmless: a run must claim the job's lease first."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,8 +34,10 @@ def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> Reco
         select(Job)
         .where(
             sa.or_(
-                sa.and_(Job.status == JobStatus.queued.value, col(Job.enqueued_at) < stale),
-                sa.and_(Job.status == JobStatus.running.value, col(Job.lease_expires_at) < now),
+                sa.and_(col(Job.status) == JobStatus.queued.value, col(Job.enqueued_at) < stale),
+                sa.and_(
+                    col(Job.status) == JobStatus.running.value, col(Job.lease_expires_at) < now
+                ),
             )
         )
         .order_by(col(Job.priority), col(Job.created_at))
@@ -44,7 +47,7 @@ def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> Reco
     for job in jobs:
         job.enqueued_at = now
         session.add(job)
-        after_commit(session, lambda jid=job.id, p=job.priority: send_run_job(jid, p))
+        after_commit(session, functools.partial(send_run_job, job.id, job.priority))
     grace = now - timedelta(seconds=60)
     notes = session.exec(
         select(Notification)
@@ -55,7 +58,7 @@ def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> Reco
     for note in notes:
         note.next_attempt_at = now
         session.add(note)
-        after_commit(session, lambda nid=note.id: send_delivery(nid))
+        after_commit(session, functools.partial(send_delivery, note.id))
     if jobs or notes:
         logger.info("reconciler re-sent %d jobs and %d notifications", len(jobs), len(notes))
     return ReconcileReport(len(jobs), len(notes))

@@ -16,7 +16,13 @@ from ponder.engines.base import Engine, EngineRequestError, EngineUnavailable
 from ponder.errors import LeaseLost
 from ponder.models import Job, JobStatus
 from ponder.strategies import STRATEGIES
-from ponder.strategies.base import StrategyConfig, StrategyContext, StrategyOutcome
+from ponder.strategies.base import (
+    BudgetExhausted,
+    StrategyConfig,
+    StrategyContext,
+    StrategyOutcome,
+    outcome_from,
+)
 from ponder.trace import CancelRequested, PostgresRecorder
 from ponder.verify import failing_checks
 from tasks.registry import TASKS
@@ -89,7 +95,12 @@ def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> R
                 engine=engine,
                 recorder=recorder,
             )
-            outcome = STRATEGIES[config.name].run(ctx)
+            try:
+                outcome = STRATEGIES[config.name].run(ctx)
+            except BudgetExhausted as exc:
+                # Finish with what the budget bought; unverified means needs_review.
+                ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.tokens_spent)
+                outcome = outcome_from(ctx.candidates, ctx, stopped_by="budget")
             recorder.check()
         return _finish(job_id, claim.token, outcome, settings, time.monotonic() - started)
     except LeaseLost:

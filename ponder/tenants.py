@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ponder.errors import Conflict, Unauthorized
 from ponder.models import ApiKey, Tenant
@@ -49,7 +49,7 @@ def issue_key(*, session: Session, tenant_name: str) -> IssuedKey:
 def authenticate(*, session: Session, key: str) -> Tenant:
     row = session.exec(
         select(Tenant)
-        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+        .join(ApiKey, col(ApiKey.tenant_id) == col(Tenant.id))
         .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
     ).first()
     if row is None:

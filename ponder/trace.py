@@ -119,7 +119,7 @@ class PostgresRecorder:
                     )
             session.execute(
                 sa.update(Job)
-                .where(Job.id == self.job_id)
+                .where(col(Job.id) == self.job_id)
                 .values(
                     prompt_tokens=Job.prompt_tokens + result.prompt_tokens,
                     completion_tokens=Job.completion_tokens + result.completion_tokens,
@@ -133,7 +133,7 @@ class PostgresRecorder:
             self._fence(session)
             seq = session.execute(
                 sa.select(sa.func.coalesce(sa.func.max(TraceEvent.seq), 0) + 1).where(
-                    TraceEvent.job_id == self.job_id
+                    col(TraceEvent.job_id) == self.job_id
                 )
             ).scalar_one()
             session.add(

@@ -41,6 +41,8 @@ class GenerationRequest:
     """Constrain each sample to this JSON schema (structured decoding)."""
     choice: tuple[str, ...] | None = None
     """Constrain each sample to one of these strings (for yes/no judges)."""
+    stop: tuple[str, ...] | None = None
+    """Stop strings (the stop string itself is not returned)."""
     top_logprobs: int = 1
     """Logprobs per generated token: 1 gives the sampled token's; more gives alternatives."""
     priority: int = 0

@@ -90,6 +90,8 @@ class OpenAIEngine:
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = list(request.stop)
         if request.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

@@ -57,19 +57,23 @@ class VLLMEngine:
         # Must be set before vLLM is imported; the in-process core avoids a second process.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import EngineArgs
         from vllm.v1.engine.llm_engine import LLMEngine
 
         self.model_name = os.path.basename(model.rstrip("/")) or model
         args = EngineArgs(
             model=model,
-            dtype=dtype,
+            dtype=dtype,  # type: ignore[arg-type]
             max_model_len=max_model_len,
             enforce_eager=enforce_eager,
             enable_prefix_caching=True,
             scheduling_policy="priority",
             seed=seed,
-            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+            # Per request this has no effect; without it a weak model loops on whitespace.
+            structured_outputs_config=StructuredOutputsConfig(
+                backend="xgrammar", disable_any_whitespace=True
+            ),
             disable_log_stats=True,
         )
         started = time.monotonic()
@@ -95,6 +99,7 @@ class VLLMEngine:
         prompt = self._tokenizer.apply_chat_template(
             list(request.messages), tokenize=False, add_generation_prompt=True
         )
+        assert isinstance(prompt, str)
         prompt_tokens = len(self._tokenizer.encode(prompt, add_special_tokens=False))
         if prompt_tokens + request.max_tokens > self.max_model_len:
             raise EngineRequestError(
@@ -168,6 +173,7 @@ class VLLMEngine:
             top_p=request.top_p,
             max_tokens=request.max_tokens,
             seed=request.seed,
+            stop=list(request.stop) if request.stop else None,
             logprobs=max(request.top_logprobs, 1),
             structured_outputs=structured,
             output_kind=RequestOutputKind.FINAL_ONLY,

@@ -34,6 +34,19 @@ class StrategyConfig(BaseModel):
     max_tokens: int = Field(ge=1, description="Output tokens per sample.")
     seed: int | None = None
     priority: int = Field(default=5, ge=0, le=9)
+    budget_tokens: int | None = Field(
+        default=None, ge=1, description="Prompt + completion + thinking tokens for the whole job."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Strategy-specific, validated by its Params model."
+    )
+
+
+class BudgetExhausted(Exception):
+    """The job's token budget cannot pay for the next engine call."""
+
+
+MIN_USEFUL_OUTPUT_TOKENS = 32
 
 
 @dataclass
@@ -108,33 +121,97 @@ class StrategyContext:
         self.config = config
         self.engine = engine
         self.recorder = recorder
+        self.candidates: list[ScoredCandidate] = []
+        """Every verified candidate of this run, in order: what a budget stop selects from."""
+        self.tokens_spent = 0
 
     def event(self, kind: str, **data: Any) -> None:
         self.recorder.event(kind, data)
 
-    def sample(self, *, step: str, n: int) -> list[ScoredCandidate]:
+    def remaining_budget(self) -> int | None:
+        if self.config.budget_tokens is None:
+            return None
+        return self.config.budget_tokens - self.tokens_spent
+
+    def _fit_to_budget(self, messages: tuple[dict[str, str], ...], n: int, max_tokens: int) -> int:
+        """The max_tokens this call may use so the job never exceeds its budget: the prompt
+        (counted with a margin for the chat template) plus n full-length samples must fit."""
+        remaining = self.remaining_budget()
+        if remaining is None:
+            return max_tokens
+        prompt = sum(self.engine.count_tokens(m["content"]) + 8 for m in messages) + 16
+        affordable = (remaining - prompt) // n
+        if affordable < MIN_USEFUL_OUTPUT_TOKENS:
+            raise BudgetExhausted(
+                f"budget leaves {remaining} tokens; the next call needs at least "
+                f"{prompt + n * MIN_USEFUL_OUTPUT_TOKENS}"
+            )
+        return min(max_tokens, affordable)
+
+    def _charge(self, result: GenerationResult) -> None:
+        self.tokens_spent += result.prompt_tokens + result.completion_tokens
+
+    def generate(
+        self,
+        *,
+        step: str,
+        messages: tuple[dict[str, str], ...],
+        n: int = 1,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
+        choice: tuple[str, ...] | None = None,
+        top_logprobs: int = 1,
+        stop: tuple[str, ...] | None = None,
+    ) -> GenerationResult:
+        """A raw engine call (free reasoning, a judge's yes/no) under the job's budget; the
+        caller records what it needs of the result in the trace."""
+        request = GenerationRequest(
+            messages=messages,
+            request_id=f"{self.job_id}:{step}",
+            n=n,
+            temperature=self.config.temperature if temperature is None else temperature,
+            max_tokens=self._fit_to_budget(messages, n, max_tokens or self.config.max_tokens),
+            seed=self.config.seed,
+            json_schema=json_schema,
+            choice=choice,
+            top_logprobs=top_logprobs,
+            stop=stop,
+            priority=self.config.priority,
+        )
+        result = self.engine.generate(request)
+        self._charge(result)
+        return result
+
+    def sample(
+        self,
+        *,
+        step: str,
+        n: int,
+        messages: tuple[dict[str, str], ...] | None = None,
+        temperature: float | None = None,
+    ) -> list[ScoredCandidate]:
         """Draw n candidates in one engine request, verify each and record them; a step
         already recorded by an earlier attempt of this job is reused, not paid for twice."""
         reused = self.recorder.load_step(step)
         if reused is not None and len(reused) == n:
             self.event("reused", step=step, candidates=len(reused))
+            self.tokens_spent += sum(c.completion_tokens for c in reused)
+            self.candidates.extend(reused)
             return reused
-        request = GenerationRequest(
-            messages=self.task.messages(self.document),
-            request_id=f"{self.job_id}:{step}",
+        result = self.generate(
+            step=step,
+            messages=messages or self.task.messages(self.document),
             n=n,
-            temperature=self.config.temperature,
-            max_tokens=self.config.max_tokens,
-            seed=self.config.seed,
+            temperature=temperature,
             json_schema=self.task.json_schema(),
-            priority=self.config.priority,
         )
-        result = self.engine.generate(request)
         if len(result.samples) != n:
             # Postcondition: say so rather than select among fewer silently.
             self.event("short_sample", step=step, asked=n, got=len(result.samples))
-        candidates = [self._verify(step, sample) for sample in result.samples]
+        candidates = [self.verify(step, sample) for sample in result.samples]
         self.recorder.save_step(step, result, candidates)
+        self.candidates.extend(candidates)
         self.event(
             "samples",
             step=step,
@@ -150,7 +227,7 @@ class StrategyContext:
         )
         return candidates
 
-    def _verify(self, step: str, sample: Sample) -> ScoredCandidate:
+    def verify(self, step: str, sample: Sample) -> ScoredCandidate:
         parsed, verdicts = verify_candidate(
             text=sample.text,
             output_model=self.task.output_model,
@@ -205,8 +282,11 @@ def select_best_candidate(
     }
 
 
-def outcome_from(candidates: list[ScoredCandidate], ctx: StrategyContext) -> StrategyOutcome:
+def outcome_from(
+    candidates: list[ScoredCandidate], ctx: StrategyContext, **extra: Any
+) -> StrategyOutcome:
     best, rationale = select_best_candidate(candidates)
+    rationale.update(extra)
     status = "succeeded" if best is not None and best.passed_required else "needs_review"
     if best is not None and not best.passed_required:
         rationale["failing_checks"] = failing_checks(best.verdicts)
