@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from ponder.config import Settings, get_settings
 from ponder.db import discard_after_commit, get_engine, run_after_commit
 from ponder.errors import Unauthorized
 from ponder.models import Tenant
-from ponder.tenants import authenticate
+from ponder.tenants import TenantCache, authenticate
 
 
 def get_session() -> Iterator[Session]:
@@ -35,16 +36,30 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_tenant(
-    session: SessionDep,
+_tenants = TenantCache()
+
+
+def _authenticate_uncached(key: str) -> Tenant:
+    with Session(get_engine(), expire_on_commit=False) as session:
+        tenant = authenticate(session=session, key=key)
+        session.expunge(tenant)  # a detached snapshot: only its id and secret are read
+        return tenant
+
+
+async def get_tenant(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Tenant:
     if not authorization:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise Unauthorized("malformed Authorization header: use 'Authorization: Bearer <key>'")
-    return authenticate(session=session, key=key.strip())
+    tenant = _tenants.get(key)
+    if tenant is None:
+        tenant = await run_in_threadpool(_authenticate_uncached, key)
+        _tenants.put(key, tenant)
+    return tenant
 
 
 TenantDep = Annotated[Tenant, Depends(get_tenant)]

@@ -24,6 +24,12 @@ class JobCreate(BaseModel):
     params: dict[str, Any] | None = Field(
         default=None, description="Strategy parameters; `ponder strategies` lists them."
     )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**31 - 1,
+        description="Sampling seed for reproducible runs; sample i of a request uses seed + i.",
+    )
     budget_tokens: int | None = Field(
         default=None, ge=1, description="Token budget for the whole job (prompt + output)."
     )

@@ -55,7 +55,7 @@ class EngineSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
-    jobs_in_flight: int = 8
+    jobs_in_flight: int = 16
     """Jobs one reasoning worker process runs at once against its single engine."""
     lease_ttl_s: int = 60
     """A run's lease expires this long after its last heartbeat; a dead worker's job is

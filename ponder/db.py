@@ -24,7 +24,8 @@ _AFTER_COMMIT = "ponder_after_commit"
 
 @functools.lru_cache(maxsize=4)
 def _engine_for(url: str, pool_size: int) -> Engine:
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # Overflow covers a worker's many job threads, each holding a connection only briefly.
+    return create_engine(url, pool_size=pool_size, max_overflow=3 * pool_size, pool_pre_ping=True)
 
 
 def get_engine() -> Engine:

@@ -44,6 +44,7 @@ class JobRequest:
     metadata: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     budget_tokens: int | None = None
+    seed: int | None = None
 
     def fingerprint(self) -> str:
         canonical = json.dumps(self.__dict__, sort_keys=True, default=str)
@@ -107,6 +108,7 @@ def _frozen_config(request: JobRequest, settings: Settings) -> dict[str, Any]:
         max_tokens=min(task.max_output_tokens, limits.max_tokens_per_sample),
         priority=request.priority,
         budget_tokens=request.budget_tokens,
+        seed=request.seed,
         params=params,
     )
     return {
@@ -147,6 +149,10 @@ def submit(
         email=request.email,
         enqueued_at=utcnow(),
     )
+    if not idempotency_key:
+        session.add(job)
+        after_commit(session, lambda: send_run_job(job.id, job.priority))
+        return job, True
     try:
         with session.begin_nested():  # a concurrent twin with the same key loses cleanly
             session.add(job)

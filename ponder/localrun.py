@@ -23,23 +23,13 @@ def child_env(overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def start_api(env: Mapping[str, str], port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+def start_api(
+    env: Mapping[str, str], port: int, log: IO[bytes], *, workers: int = 1
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+               "--port", str(port), "--no-access-log", "--workers", str(workers)]  # fmt: skip
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=child_env(env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        command, cwd=ROOT, env=child_env(env), stdout=log, stderr=subprocess.STDOUT
     )
 
 
@@ -48,34 +38,17 @@ def start_worker(
     log: IO[bytes],
     *,
     queues: str = "reasoning,notify,default",
-    concurrency: int = 8,
+    concurrency: int | None = None,
     name: str = "worker",
 ) -> subprocess.Popen[bytes]:
+    """Concurrency defaults to the settings' ``worker.jobs_in_flight``."""
+    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues,
+               "-P", "threads", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+               "-l", "INFO"]  # fmt: skip
+    if concurrency is not None:
+        command += ["-c", str(concurrency)]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "-Q",
-            queues,
-            "-P",
-            "threads",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=child_env(env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        command, cwd=ROOT, env=child_env(env), stdout=log, stderr=subprocess.STDOUT
     )
 
 

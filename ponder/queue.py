@@ -49,6 +49,9 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
+        # Threads, not processes: one engine per process, shared by many jobs in flight.
+        worker_pool="threads",
+        worker_concurrency=settings.worker.jobs_in_flight,
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": float(settings.worker.reconcile_every_s)}
         },

@@ -26,6 +26,17 @@ class TaskType:
     max_output_tokens: int = 512
     normalise: Callable[[Any], Hashable] | None = None
     """Maps a parsed output to a hashable key for voting (self-consistency)."""
+    items_field: str | None = None
+    """The output model's list field of extracted items (``medications``), for item votes."""
+    item_key: Callable[[Any], Hashable] | None = None
+    """Normalised identity of one item of ``items_field``: candidates agree on an item when
+    their keys are equal."""
+
+    def __post_init__(self) -> None:
+        if (self.items_field is None) != (self.item_key is None):
+            raise ValueError(f"task {self.name}: items_field and item_key go together")
+        if self.items_field is not None and self.items_field not in self.output_model.model_fields:
+            raise ValueError(f"task {self.name}: output model has no field {self.items_field!r}")
 
     def json_schema(self) -> dict[str, Any]:
         return self.output_model.model_json_schema()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
@@ -44,6 +46,34 @@ def issue_key(*, session: Session, tenant_name: str) -> IssuedKey:
     session.add(ApiKey(tenant_id=tenant.id, key_hash=hash_key(key), prefix=key[:10]))
     session.flush()
     return IssuedKey(tenant=tenant, key=key)
+
+
+class TenantCache:
+    """Recently authenticated keys, so the submit path skips a database round trip. A revoked
+    key stops working within ``ttl_s``."""
+
+    def __init__(self, ttl_s: float = 30.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Tenant]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Tenant | None:
+        with self._lock:
+            entry = self._entries.get(hash_key(key))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, tenant: Tenant) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[hash_key(key)] = (time.monotonic() + self.ttl_s, tenant)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 def authenticate(*, session: Session, key: str) -> Tenant:

@@ -128,9 +128,14 @@ def check_nonempty_rationale(output: ContractReview, document: str) -> CheckResu
     return CheckResult(not findings, 1 - len(findings) / len(output.findings), findings)
 
 
+def item_key(finding: Finding) -> tuple[str, str]:
+    """One finding's voting key: its category and quote, ignoring case and whitespace."""
+    return (finding.category, normalise_text(finding.quote))
+
+
 def normalise(output: ContractReview) -> frozenset[tuple[str, str]]:
     """Voting key: which clauses were found, ignoring order, risk and wording of rationales."""
-    return frozenset((f.category, normalise_text(f.quote)) for f in output.findings)
+    return frozenset(item_key(f) for f in output.findings)
 
 
 TASK = TaskType(
@@ -171,4 +176,6 @@ TASK = TaskType(
     # 8 findings of up to 300 + 200 characters do not fit in the default 512 tokens.
     max_output_tokens=1536,
     normalise=normalise,
+    items_field="findings",
+    item_key=item_key,
 )

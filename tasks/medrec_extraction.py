@@ -149,12 +149,14 @@ def check_no_duplicates(output: MedicationList, document: str) -> CheckResult:
     return CheckResult(not findings, len(counts) / len(output.medications), findings)
 
 
+def item_key(m: Medication) -> tuple[str, str]:
+    """One medication's voting key: its name and frequency, ignoring case and wording."""
+    return (normalise_text(m.name), normalise_frequency(m.frequency) or normalise_text(m.frequency))
+
+
 def normalise(output: MedicationList) -> frozenset[tuple[str, str]]:
     """Voting key: which drugs at which frequencies, ignoring order and wording."""
-    return frozenset(
-        (normalise_text(m.name), normalise_frequency(m.frequency) or normalise_text(m.frequency))
-        for m in output.medications
-    )
+    return frozenset(item_key(m) for m in output.medications)
 
 
 TASK = TaskType(
@@ -205,4 +207,6 @@ TASK = TaskType(
     # 10 medications with up to 300 characters of evidence each do not fit in 512 tokens.
     max_output_tokens=1536,
     normalise=normalise,
+    items_field="medications",
+    item_key=item_key,
 )

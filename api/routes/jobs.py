@@ -13,8 +13,10 @@ from starlette.datastructures import UploadFile
 from api.deps import SessionDep, SettingsDep, TenantDep
 from api.schemas import ErrorPublic, JobCreate, JobPage, JobPublic, Tokens, TracePublic
 from ponder import jobs
+from ponder.config import Settings
+from ponder.db import session_scope
 from ponder.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from ponder.models import Job
+from ponder.models import Job, Tenant
 from ponder.trace import read_trace
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -147,7 +149,6 @@ async def _from_multipart(request: Request) -> JobCreate:
 async def create_job(
     request: Request,
     response: Response,
-    session: SessionDep,
     tenant: TenantDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
@@ -164,17 +165,27 @@ async def create_job(
             f"content type {ctype or 'none'!r} is not accepted; send application/json or "
             "multipart/form-data with a .txt/.md file"
         )
-    job, created = await run_in_threadpool(
-        jobs.submit,
-        session=session,
-        tenant=tenant,
-        request=jobs.JobRequest(**job_in.model_dump()),
-        idempotency_key=idempotency_key,
-        settings=settings,
+    # One hop to a thread for the whole transaction: the submit path is the API's hot path.
+    public, created = await run_in_threadpool(
+        _submit, tenant, jobs.JobRequest(**job_in.model_dump()), idempotency_key, settings
     )
     if not created:
         response.status_code = 200
-    return to_public(job)
+    return public
+
+
+def _submit(
+    tenant: Tenant, request: jobs.JobRequest, idempotency_key: str | None, settings: Settings
+) -> tuple[JobPublic, bool]:
+    with session_scope() as session:
+        job, created = jobs.submit(
+            session=session,
+            tenant=tenant,
+            request=request,
+            idempotency_key=idempotency_key,
+            settings=settings,
+        )
+        return to_public(job), created
 
 
 @router.get("", response_model=JobPage, responses=_ERRORS)

@@ -2,7 +2,7 @@
 explicit registry (no discovery, no global state mutated per job).
 
 A strategy module defines ``NAME``, ``DESCRIPTION``, a pydantic ``Params`` model (bounded
-fields, ``extra="forbid"``) and ``run(ctx)``; ``ctx.config.params`` holds the validated
+fields, ``extra="forbid"``), optionally ``N_HELP`` (what ``n`` means to it) and ``run(ctx)``; ``ctx.config.params`` holds the validated
 parameters as a dict.
 """
 
@@ -14,7 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ponder.strategies import best_of_n, single
+from ponder.strategies import (
+    adaptive,
+    beam,
+    best_of_n,
+    extended_reasoning,
+    refine,
+    self_consistency,
+    single,
+)
 from ponder.strategies.base import StrategyContext, StrategyOutcome
 
 
@@ -30,12 +38,14 @@ class Strategy:
     params_model: type[BaseModel] = NoParams
     fixed_n: int | None = None
     """Strategies that always draw a set number of samples per request."""
+    n_help: str = "samples per request"
+    """What ``n`` means to this strategy, for ``ponder strategies`` and error messages."""
 
     def parameter_help(self) -> list[str]:
-        out = [] if self.fixed_n else ["n (samples per request)"]
+        out = [] if self.fixed_n else [f"n ({self.n_help})"]
         for name, field in self.params_model.model_fields.items():
             out.append(
-                f"{name}={field.default!r}"
+                f"{name}={field.get_default(call_default_factory=True)!r}"
                 + (f" ({field.description})" if field.description else "")
             )
         return out
@@ -50,6 +60,7 @@ def _strategy(module: Any, **kw: Any) -> Strategy:
         module.DESCRIPTION,
         module.run,
         getattr(module, "Params", NoParams),
+        n_help=getattr(module, "N_HELP", "samples per request"),
         **kw,
     )
 
@@ -57,4 +68,9 @@ def _strategy(module: Any, **kw: Any) -> Strategy:
 STRATEGIES: dict[str, Strategy] = {
     single.NAME: _strategy(single, fixed_n=1),
     best_of_n.NAME: _strategy(best_of_n),
+    self_consistency.NAME: _strategy(self_consistency),
+    extended_reasoning.NAME: _strategy(extended_reasoning),
+    refine.NAME: _strategy(refine),
+    beam.NAME: _strategy(beam),
+    adaptive.NAME: _strategy(adaptive),
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +49,28 @@ class BudgetExhausted(Exception):
 
 
 MIN_USEFUL_OUTPUT_TOKENS = 32
+
+_THINKING = re.compile(r"^\s*(?:<think>)?(.*?)</think>\s*", re.DOTALL)
+
+
+def split_thinking(text: str) -> tuple[str | None, str]:
+    """A reasoning model's ``<think>…</think>`` section, split from the answer after it
+    (None when there is none). Some chat templates open the tag in the prompt, so only the
+    closing tag is needed."""
+    match = _THINKING.match(text)
+    if match is None:
+        return None, text
+    return match.group(1).strip(), text[match.end() :]
+
+
+@dataclass
+class TokenLedger:
+    """What a job has paid for, shared by a context and its scoped children."""
+
+    spent: int = 0
+    """Prompt + completion tokens, thinking included: what the budget is checked against."""
+    thinking: int = 0
+    """The part of ``spent`` that went on thinking rather than answers."""
 
 
 @dataclass
@@ -123,10 +147,59 @@ class StrategyContext:
         self.recorder = recorder
         self.candidates: list[ScoredCandidate] = []
         """Every verified candidate of this run, in order: what a budget stop selects from."""
-        self.tokens_spent = 0
+        self.ledger = TokenLedger()
+        self.step_prefix = ""
+        """Prepended to every step name, so a strategy run inside another never collides."""
+
+    @property
+    def tokens_spent(self) -> int:
+        return self.ledger.spent
+
+    @tokens_spent.setter
+    def tokens_spent(self, value: int) -> None:
+        self.ledger.spent = value
+
+    @property
+    def thinking_tokens(self) -> int:
+        return self.ledger.thinking
+
+    @thinking_tokens.setter
+    def thinking_tokens(self, value: int) -> None:
+        self.ledger.thinking = value
+
+    def scoped(self, prefix: str, *, name: str, params: dict[str, Any]) -> StrategyContext:
+        """A child context for running strategy ``name`` inside this one: same engine,
+        recorder, candidates and token ledger, its own params, step names under ``prefix``."""
+        child = StrategyContext(
+            job_id=self.job_id,
+            task=self.task,
+            document=self.document,
+            config=self.config.model_copy(update={"name": name, "params": params}),
+            engine=self.engine,
+            recorder=self.recorder,
+        )
+        child.candidates = self.candidates
+        child.ledger = self.ledger
+        child.step_prefix = self.step_prefix + prefix
+        return child
 
     def event(self, kind: str, **data: Any) -> None:
+        if self.step_prefix:
+            data["scope"] = self.step_prefix
         self.recorder.event(kind, data)
+
+    def recorded(self, step: str) -> bool:
+        """Whether an earlier attempt of this job already recorded ``step``, so the raw calls
+        that led up to it need not be paid for again."""
+        return self.recorder.load_step(self.step_prefix + step) is not None
+
+    def follow_up(self, assistant: str, user: str) -> tuple[dict[str, str], ...]:
+        """The task's messages, then an assistant turn and the user's reply to it."""
+        return (
+            *self.task.messages(self.document),
+            {"role": "assistant", "content": assistant},
+            {"role": "user", "content": user},
+        )
 
     def remaining_budget(self) -> int | None:
         if self.config.budget_tokens is None:
@@ -139,7 +212,7 @@ class StrategyContext:
         remaining = self.remaining_budget()
         if remaining is None:
             return max_tokens
-        prompt = sum(self.engine.count_tokens(m["content"]) + 8 for m in messages) + 16
+        prompt = self.estimate_prompt_tokens(messages)
         affordable = (remaining - prompt) // n
         if affordable < MIN_USEFUL_OUTPUT_TOKENS:
             raise BudgetExhausted(
@@ -147,6 +220,10 @@ class StrategyContext:
                 f"{prompt + n * MIN_USEFUL_OUTPUT_TOKENS}"
             )
         return min(max_tokens, affordable)
+
+    def estimate_prompt_tokens(self, messages: tuple[dict[str, str], ...]) -> int:
+        """The prompt's tokens, with a margin for the chat template; never below the count."""
+        return sum(self.engine.count_tokens(m["content"]) + 8 for m in messages) + 16
 
     def _charge(self, result: GenerationResult) -> None:
         self.tokens_spent += result.prompt_tokens + result.completion_tokens
@@ -163,12 +240,14 @@ class StrategyContext:
         choice: tuple[str, ...] | None = None,
         top_logprobs: int = 1,
         stop: tuple[str, ...] | None = None,
+        thinking: bool = False,
     ) -> GenerationResult:
         """A raw engine call (free reasoning, a judge's yes/no) under the job's budget; the
-        caller records what it needs of the result in the trace."""
+        caller records what it needs of the result in the trace. ``thinking`` counts its
+        completion tokens as thinking tokens too."""
         request = GenerationRequest(
             messages=messages,
-            request_id=f"{self.job_id}:{step}",
+            request_id=f"{self.job_id}:{self.step_prefix}{step}",
             n=n,
             temperature=self.config.temperature if temperature is None else temperature,
             max_tokens=self._fit_to_budget(messages, n, max_tokens or self.config.max_tokens),
@@ -181,6 +260,8 @@ class StrategyContext:
         )
         result = self.engine.generate(request)
         self._charge(result)
+        if thinking:
+            self.thinking_tokens += result.completion_tokens
         return result
 
     def sample(
@@ -193,6 +274,7 @@ class StrategyContext:
     ) -> list[ScoredCandidate]:
         """Draw n candidates in one engine request, verify each and record them; a step
         already recorded by an earlier attempt of this job is reused, not paid for twice."""
+        step = self.step_prefix + step
         reused = self.recorder.load_step(step)
         if reused is not None and len(reused) == n:
             self.event("reused", step=step, candidates=len(reused))
@@ -227,9 +309,27 @@ class StrategyContext:
         )
         return candidates
 
+    def record_synthetic(self, step: str, text: str) -> ScoredCandidate:
+        """Verify and record a candidate the strategy built itself (a vote's consensus): no
+        engine call, zero tokens; reused like any step on a retry."""
+        step = self.step_prefix + step
+        reused = self.recorder.load_step(step)
+        if reused:
+            self.candidates.extend(reused)
+            return reused[0]
+        sample = Sample(index=0, text=text, completion_tokens=0, finish_reason="synthetic")
+        candidate = self.verify(step, sample)
+        now = time.time()
+        result = GenerationResult([sample], 0, 0, 0.0, "synthetic", now, now)
+        self.recorder.save_step(step, result, [candidate])
+        self.candidates.append(candidate)
+        self.event("synthetic", step=step, candidate=candidate.summary())
+        return candidate
+
     def verify(self, step: str, sample: Sample) -> ScoredCandidate:
+        # The text is kept whole for the trace; a reasoning model's thinking is not the answer.
         parsed, verdicts = verify_candidate(
-            text=sample.text,
+            text=split_thinking(sample.text)[1],
             output_model=self.task.output_model,
             document=self.document,
             verifiers=self.task.verifiers,

@@ -2,40 +2,86 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ponder.engines.base import GenerationRequest, GenerationResult, Sample
-from ponder.strategies.base import ScoredCandidate
+from ponder.strategies import STRATEGIES
+from ponder.strategies.base import (
+    BudgetExhausted,
+    ScoredCandidate,
+    StrategyConfig,
+    StrategyContext,
+    StrategyOutcome,
+    outcome_from,
+)
+from ponder.tasktypes import TaskType
+
+Respond = Callable[[GenerationRequest], Sequence[str | Sample]]
+"""Answers one request with its samples: texts, or Samples for full control (alternatives)."""
 
 
 class ScriptedEngine:
     model_name = "scripted"
 
-    def __init__(self, texts: list[str], logprobs: list[float] | None = None) -> None:
-        self.texts = texts
-        self.logprobs = logprobs or [-0.5] * len(texts)
+    def __init__(
+        self,
+        texts: list[str] | None = None,
+        logprobs: list[float] | None = None,
+        *,
+        respond: Respond | None = None,
+        completion_tokens: int = 10,
+    ) -> None:
+        self.texts = texts or []
+        self.logprobs = logprobs or [-0.5] * max(len(self.texts), 1)
+        self.respond = respond
+        self.completion_tokens = completion_tokens
         self.requests: list[GenerationRequest] = []
+        self.results: list[GenerationResult] = []
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         self.requests.append(request)
         start = len(self.requests) - 1
+        if self.respond is not None:
+            scripted = list(self.respond(request))
+        else:
+            scripted = [self.texts[(start + i) % len(self.texts)] for i in range(request.n)]
         samples = [
-            Sample(
-                index=i,
-                text=self.texts[(start + i) % len(self.texts)],
-                completion_tokens=10,
-                finish_reason="stop",
-                token_logprobs=[self.logprobs[(start + i) % len(self.logprobs)]] * 10,
-            )
-            for i in range(request.n)
+            s if isinstance(s, Sample) else self._sample(i, s, start, request)
+            for i, s in enumerate(scripted)
         ]
-        return GenerationResult(samples, 20, 0, 0.01, "scripted", 0.0, 0.01)
+        # Reports what the context's budget check counts: the prompt's words and at most
+        # max_tokens per sample.
+        prompt = sum(self.count_tokens(m["content"]) for m in request.messages)
+        result = GenerationResult(samples, prompt, 0, 0.01, "scripted", 0.0, 0.01)
+        self.results.append(result)
+        return result
+
+    def _sample(self, i: int, text: str, start: int, request: GenerationRequest) -> Sample:
+        tokens = min(self.completion_tokens, request.max_tokens)
+        logprob = self.logprobs[(start + i) % len(self.logprobs)]
+        return Sample(i, text, tokens, "stop", token_logprobs=[logprob] * tokens)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
     def close(self) -> None:
         pass
+
+
+def by_step(responses: dict[str, Respond | Sequence[str]]) -> Respond:
+    """Scripts each step separately, by its full name ("esc1/round-2") or else its kind (the
+    last part without numbers: "round"): a list of texts is cycled over n, a callable answers."""
+
+    def respond(request: GenerationRequest) -> Sequence[str | Sample]:
+        step = request.request_id.split(":", 1)[1]
+        kind = step.split("/")[-1].rstrip("0123456789-")
+        script = responses[step] if step in responses else responses[kind]
+        if callable(script):
+            return script(request)
+        return [script[i % len(script)] for i in range(request.n)]
+
+    return respond
 
 
 class MemoryRecorder:
@@ -55,3 +101,44 @@ class MemoryRecorder:
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         self.events.append((kind, data))
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [data for k, data in self.events if k == kind]
+
+
+def make_context(
+    task: TaskType,
+    document: str,
+    engine: ScriptedEngine,
+    *,
+    name: str,
+    n: int = 1,
+    max_tokens: int = 256,
+    budget_tokens: int | None = None,
+    params: dict[str, Any] | None = None,
+    recorder: MemoryRecorder | None = None,
+) -> StrategyContext:
+    config = StrategyConfig(
+        name=name,
+        n=n,
+        max_tokens=max_tokens,
+        budget_tokens=budget_tokens,
+        params=STRATEGIES[name].validate_params(params),
+    )
+    return StrategyContext(
+        job_id="job-1",
+        task=task,
+        document=document,
+        config=config,
+        engine=engine,
+        recorder=recorder or MemoryRecorder(),
+    )
+
+
+def run_like_runner(ctx: StrategyContext) -> StrategyOutcome:
+    """What the runner does: run the strategy, and on a budget stop select what was bought."""
+    try:
+        return STRATEGIES[ctx.config.name].run(ctx)
+    except BudgetExhausted as exc:
+        ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.tokens_spent)
+        return outcome_from(ctx.candidates, ctx, stopped_by="budget")
