@@ -143,25 +143,24 @@ def bench_submit(args: argparse.Namespace, key: str, logdir: Path) -> dict[str, 
 
 def bench_direct(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
     from vllm import LLM, SamplingParams
-    from vllm.config import StructuredOutputsConfig
     from vllm.sampling_params import StructuredOutputsParams
 
     from ponder.config import get_settings
+    from ponder.engines.vllm import engine_kwargs
     from tasks.medrec_extraction import TASK
 
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     settings = get_settings()
+    # The same engine arguments as the worker's engine.
     llm = LLM(
-        model=settings.model_path,
-        dtype=settings.engine.dtype,
-        max_model_len=settings.engine.max_model_len,
-        enforce_eager=True,
-        enable_prefix_caching=True,
-        seed=0,
-        structured_outputs_config=StructuredOutputsConfig(
-            backend="xgrammar", disable_any_whitespace=True
-        ),
+        **engine_kwargs(
+            model=settings.model_path,
+            dtype=settings.engine.dtype,
+            max_model_len=settings.engine.max_model_len,
+            enforce_eager=settings.engine.enforce_eager,
+            seed=settings.engine.seed,
+        )
     )
     tokenizer = llm.get_tokenizer()
     schema = TASK.json_schema()

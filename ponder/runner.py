@@ -196,6 +196,6 @@ def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settin
         if job is None:
             return RunOutcome("lease_lost")
         jobs.release_for_retry(session=session, job=job, reason=reason)
-    delay = min(300.0, 5.0 * 2 ** (claim.attempt - 1))
+    delay = min(300.0, settings.worker.retry_base_s * 2 ** (claim.attempt - 1))
     logger.warning("job %s: %s; retry in %.0fs", job_id, reason, delay)
     return RunOutcome("retry", retry_in_s=delay)

@@ -52,6 +52,7 @@ class OpenAIEngine:
         )
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._in_flight = 0
+        self._send_priority = True
         self._lock = threading.Lock()
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
@@ -86,8 +87,9 @@ class OpenAIEngine:
             "max_tokens": request.max_tokens,
             "logprobs": True,
             "top_logprobs": max(request.top_logprobs, 1),
-            "priority": request.priority,
         }
+        if self._send_priority:
+            body["priority"] = request.priority
         if request.seed is not None:
             body["seed"] = request.seed
         if request.stop:
@@ -115,7 +117,8 @@ class OpenAIEngine:
                 last = f"HTTP {response.status_code}"
                 continue
             if response.status_code == 400 and "priority" in response.text and "priority" in body:
-                # The server does not schedule by priority; the request is still valid without.
+                # The server does not schedule by priority: stop sending it.
+                self._send_priority = False
                 body = {k: v for k, v in body.items() if k != "priority"}
                 response = self._client.post("/chat/completions", json=body)
             if response.status_code >= 400:

@@ -31,6 +31,32 @@ from ponder.engines.base import (
 logger = logging.getLogger(__name__)
 
 
+def engine_kwargs(
+    *, model: str, dtype: str, max_model_len: int, enforce_eager: bool, seed: int
+) -> dict[str, Any]:
+    """Engine arguments shared by the worker's engine and the benchmark's direct engine."""
+    from vllm.config import StructuredOutputsConfig
+    from vllm.platforms import current_platform
+
+    kwargs: dict[str, Any] = dict(
+        model=model,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        enforce_eager=enforce_eager,
+        enable_prefix_caching=True,
+        seed=seed,
+        # Per request this has no effect; without it a weak model loops on whitespace.
+        structured_outputs_config=StructuredOutputsConfig(
+            backend="xgrammar", disable_any_whitespace=True
+        ),
+    )
+    if current_platform.is_cpu():
+        # On CPU, a seeded request whose prefill is split into chunks crashes the engine step
+        # ("CPU Generator does not use offset", vLLM 0.32): prefill whole prompts instead.
+        kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max_model_len)
+    return kwargs
+
+
 @dataclass
 class _Pending:
     request: GenerationRequest
@@ -57,23 +83,19 @@ class VLLMEngine:
         # Must be set before vLLM is imported; the in-process core avoids a second process.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
-        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import EngineArgs
         from vllm.v1.engine.llm_engine import LLMEngine
 
         self.model_name = os.path.basename(model.rstrip("/")) or model
         args = EngineArgs(
-            model=model,
-            dtype=dtype,  # type: ignore[arg-type]
-            max_model_len=max_model_len,
-            enforce_eager=enforce_eager,
-            enable_prefix_caching=True,
-            scheduling_policy="priority",
-            seed=seed,
-            # Per request this has no effect; without it a weak model loops on whitespace.
-            structured_outputs_config=StructuredOutputsConfig(
-                backend="xgrammar", disable_any_whitespace=True
+            **engine_kwargs(
+                model=model,
+                dtype=dtype,
+                max_model_len=max_model_len,
+                enforce_eager=enforce_eager,
+                seed=seed,
             ),
+            scheduling_policy="priority",
             disable_log_stats=True,
         )
         started = time.monotonic()

@@ -2,8 +2,8 @@
 explicit registry (no discovery, no global state mutated per job).
 
 A strategy module defines ``NAME``, ``DESCRIPTION``, a pydantic ``Params`` model (bounded
-fields, ``extra="forbid"``), optionally ``N_HELP`` (what ``n`` means to it) and ``run(ctx)``; ``ctx.config.params`` holds the validated
-parameters as a dict.
+fields, ``extra="forbid"``), ``run(ctx)`` and optionally ``N_HELP`` (what ``n`` means to it);
+``ctx.config.params`` holds the validated parameters as a dict.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ import logging
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,6 +73,8 @@ class TokenLedger:
     """Prompt + completion tokens, thinking included: what the budget is checked against."""
     thinking: int = 0
     """The part of ``spent`` that went on thinking rather than answers."""
+    reserved: int = 0
+    """Budget held back from the current calls for a step that must follow them."""
 
 
 @dataclass
@@ -204,7 +208,17 @@ class StrategyContext:
     def remaining_budget(self) -> int | None:
         if self.config.budget_tokens is None:
             return None
-        return self.config.budget_tokens - self.tokens_spent
+        return self.config.budget_tokens - self.ledger.spent - self.ledger.reserved
+
+    @contextmanager
+    def reserving(self, tokens: int) -> Iterator[None]:
+        """Hold ``tokens`` of the budget back from the calls made inside (a search), so what
+        must follow (the structured answer) can still be paid for."""
+        self.ledger.reserved += tokens
+        try:
+            yield
+        finally:
+            self.ledger.reserved -= tokens
 
     def _fit_to_budget(self, messages: tuple[dict[str, str], ...], n: int, max_tokens: int) -> int:
         """The max_tokens this call may use so the job never exceeds its budget: the prompt
@@ -274,7 +288,7 @@ class StrategyContext:
     ) -> list[ScoredCandidate]:
         """Draw n candidates in one engine request, verify each and record them; a step
         already recorded by an earlier attempt of this job is reused, not paid for twice."""
-        step = self.step_prefix + step
+        raw_step, step = step, self.step_prefix + step
         reused = self.recorder.load_step(step)
         if reused is not None and len(reused) == n:
             self.event("reused", step=step, candidates=len(reused))
@@ -282,7 +296,7 @@ class StrategyContext:
             self.candidates.extend(reused)
             return reused
         result = self.generate(
-            step=step,
+            step=raw_step,  # generate adds the prefix itself
             messages=messages or self.task.messages(self.document),
             n=n,
             temperature=temperature,

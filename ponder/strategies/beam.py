@@ -46,8 +46,17 @@ class Chain:
 
 def run(ctx: StrategyContext) -> StrategyOutcome:
     params = Params.model_validate(ctx.config.params)
+    steps: tuple[str, ...] = ()
     # On a retry whose finish is recorded, the search that led to it need not be paid again.
-    steps = () if ctx.recorded("finish") else _search(ctx, params).steps
+    if not ctx.recorded("finish"):
+        # The search must leave room to finish the longest chain with n full answers.
+        finish_cost = (
+            ctx.estimate_prompt_tokens(ctx.follow_up("", render(ANSWER_TEMPLATE)))
+            + params.depth * params.step_tokens
+            + ctx.config.n * ctx.config.max_tokens
+        )
+        with ctx.reserving(finish_cost):
+            steps = _search(ctx, params).steps
     messages = ctx.follow_up("\n".join(steps), render(ANSWER_TEMPLATE)) if steps else None
     finished = ctx.sample(step="finish", n=ctx.config.n, messages=messages)
     return outcome_from(finished, ctx, chain=list(steps))
@@ -83,8 +92,8 @@ def _search(ctx: StrategyContext, params: Params) -> Chain:
             )
             beam = [scored[i] for i in kept]
     except BudgetExhausted as exc:
-        # Searching stops here, but the best chain so far is still finished; the finish
-        # raises in turn if the budget cannot pay for it.
+        # The budget held back for the finish is untouched: stop searching and finish the
+        # best chain so far.
         ctx.event("search_stopped", reason=str(exc), depth_reached=len(beam[0].steps))
     return beam[0]
 

@@ -1,0 +1,140 @@
+"""The OpenAI-compatible engine against a real vLLM server on 127.0.0.1, and its failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ponder.config import get_settings
+from ponder.devservers import WebhookReceiver, free_port
+from ponder.engines.base import EngineRequestError, EngineUnavailable, GenerationRequest
+from ponder.engines.openai import OpenAIEngine
+from tasks.medrec_extraction import TASK
+
+pytestmark = pytest.mark.e2e
+
+NOTE = "Medications: metoprolol 50 mg by mouth twice daily; lisinopril 10 mg daily."
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    model = get_settings().model_path
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+         "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+         "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
+         "--enable-prefix-caching", "--scheduling-policy", "priority",
+         "--structured-outputs-config",
+         json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})],  # fmt: skip
+        env={**__import__("os").environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"vLLM server did not start; see {log_path}")
+        time.sleep(1)
+    yield f"{base}/v1"
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def request(**kw) -> GenerationRequest:
+    defaults = dict(messages=TASK.messages(NOTE), request_id="t", max_tokens=200)
+    return GenerationRequest(**{**defaults, **kw})
+
+
+def test_n_samples_in_one_request_follow_the_json_schema_with_logprobs(vllm_server):
+    engine = OpenAIEngine(base_url=vllm_server, model="smollm2")
+    result = engine.generate(request(n=3, json_schema=TASK.json_schema(), seed=5))
+    assert len(result.samples) == 3
+    assert result.prompt_tokens > 0
+    for sample in result.samples:
+        TASK.output_model.model_validate_json(sample.text)  # structured decoding held
+        assert sample.completion_tokens == len(sample.token_logprobs) > 0
+        assert sample.mean_logprob is not None and sample.mean_logprob <= 0
+
+
+def test_same_seed_gives_the_same_samples(vllm_server):
+    engine = OpenAIEngine(base_url=vllm_server, model="smollm2")
+    a = engine.generate(request(n=2, json_schema=TASK.json_schema(), seed=11))
+    b = engine.generate(request(n=2, json_schema=TASK.json_schema(), seed=11))
+    assert [s.text for s in a.samples] == [s.text for s in b.samples]
+
+
+def test_choice_constraint_returns_one_choice_with_alternatives(vllm_server):
+    engine = OpenAIEngine(base_url=vllm_server, model="smollm2")
+    result = engine.generate(
+        request(
+            messages=({"role": "user", "content": "Is metoprolol a drug? Answer yes or no."},),
+            choice=("yes", "no"),
+            max_tokens=3,
+            top_logprobs=5,
+        )
+    )
+    assert result.samples[0].text in ("yes", "no")
+    assert result.samples[0].top_alternatives and len(result.samples[0].top_alternatives[0]) > 1
+
+
+def test_prompt_over_the_context_is_a_request_error_not_a_retry(vllm_server):
+    engine = OpenAIEngine(base_url=vllm_server, model="smollm2", max_retries=3)
+    long_note = "metoprolol 50 mg daily. " * 1500
+    started = time.monotonic()
+    with pytest.raises(EngineRequestError, match="refused the request: HTTP 400"):
+        engine.generate(request(messages=TASK.messages(long_note)))
+    assert time.monotonic() - started < 30  # no retry loop
+
+
+def test_engine_down_fails_after_the_retry_limit_naming_the_engine():
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    engine = OpenAIEngine(base_url=base, model="m", max_retries=2)
+    with pytest.raises(EngineUnavailable, match=f"engine {base} unavailable after 3 tries"):
+        engine.generate(request())
+
+
+def test_server_errors_are_retried_then_reported():
+    receiver = WebhookReceiver(responder=lambda _: 503).start()
+    try:
+        base = f"http://127.0.0.1:{receiver.port}/v1"
+        engine = OpenAIEngine(base_url=base, model="m", max_retries=2)
+        with pytest.raises(EngineUnavailable, match="HTTP 503"):
+            engine.generate(request())
+        assert len(receiver.received) == 3
+        body = json.loads(receiver.received[0].body)
+        assert body["n"] == 1 and body["model"] == "m"
+    finally:
+        receiver.stop()
+
+
+def test_garbage_responses_are_retried_then_reported():
+    receiver = WebhookReceiver(responder=lambda _: 200).start()  # 200 with an empty body
+    try:
+        engine = OpenAIEngine(
+            base_url=f"http://127.0.0.1:{receiver.port}/v1", model="m", max_retries=1
+        )
+        with pytest.raises(EngineUnavailable, match="malformed response"):
+            engine.generate(request())
+        assert len(receiver.received) == 2
+    finally:
+        receiver.stop()

@@ -1,0 +1,50 @@
+"""Every strategy stays within budget_tokens, and a budget stop with nothing verified is
+needs_review."""
+
+from __future__ import annotations
+
+import pytest
+
+from ponder.engines.base import GenerationRequest
+from ponder.strategies import STRATEGIES
+from tasks.medrec_extraction import TASK
+from tests.ponder.strategies.medrec import DOC, INVENTED, answer
+from tests.ponder.strategies.scripted import ScriptedEngine, make_context, run_like_runner
+
+
+def failing_answers(request: GenerationRequest) -> list[str]:
+    """Structured answers that never pass; reasoning steps and judges that carry on."""
+    if request.json_schema is not None:
+        text = answer(INVENTED)
+    elif request.choice is not None:
+        text = "yes"
+    else:
+        text = "the note lists one drug"
+    return [text] * request.n
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("budget", [900, 2500, 6000])
+def test_no_request_can_overspend_the_budget(name, budget):
+    # Every sample uses its whole max_tokens: the worst case the budget check plans for.
+    engine = ScriptedEngine(respond=failing_answers, completion_tokens=10**6)
+    ctx = make_context(TASK, DOC, engine, name=name, n=2, max_tokens=256, budget_tokens=budget)
+    outcome = run_like_runner(ctx)
+    spent = 0
+    for request, result in zip(engine.requests, engine.results, strict=True):
+        bound = ctx.estimate_prompt_tokens(request.messages) + request.n * request.max_tokens
+        assert bound <= budget - spent, request.request_id
+        spent += result.prompt_tokens + result.completion_tokens
+    assert ctx.tokens_spent == spent <= budget
+    assert ctx.thinking_tokens <= ctx.tokens_spent
+    assert outcome.status == "needs_review"
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_a_budget_stop_with_nothing_verified_is_needs_review(name):
+    engine = ScriptedEngine(respond=failing_answers)
+    ctx = make_context(TASK, DOC, engine, name=name, n=2, budget_tokens=200)
+    outcome = run_like_runner(ctx)
+    assert engine.requests == []
+    assert [k for k, _ in ctx.recorder.events][-2:] == ["budget_stop", "selection"]
+    assert outcome.status == "needs_review" and outcome.selected is None
