@@ -39,6 +39,7 @@ class Tokens(BaseModel):
     prompt: int
     completion: int
     cached_prompt: int
+    thinking: int
 
 
 class JobPublic(BaseModel):
@@ -55,6 +56,7 @@ class JobPublic(BaseModel):
     error: str | None
     tokens: Tokens
     engine_wall_s: float
+    cost: float | None
     metadata: dict[str, Any] | None
     cancel_requested: bool
 

@@ -98,6 +98,29 @@ class NotifySettings(BaseModel):
     """Used to build links to jobs in notifications."""
 
 
+class CostSettings(BaseModel):
+    """Prices for the cost of a job. Leave all at 0 to report no cost."""
+
+    currency: str = "USD"
+    per_million_prompt_tokens: float = 0.0
+    per_million_completion_tokens: float = 0.0
+    per_gpu_hour: float = 0.0
+    """Charged on the engine time of the job's requests (for self-hosted engines)."""
+
+    def cost(self, *, prompt: int, completion: int, engine_s: float) -> float | None:
+        if not (
+            self.per_million_prompt_tokens
+            or self.per_million_completion_tokens
+            or self.per_gpu_hour
+        ):
+            return None
+        return (
+            prompt * self.per_million_prompt_tokens / 1e6
+            + completion * self.per_million_completion_tokens / 1e6
+            + engine_s / 3600 * self.per_gpu_hour
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PONDER_", env_nested_delimiter="__", extra="ignore"
@@ -111,6 +134,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

@@ -353,6 +353,9 @@ def _end(
     job.status = status.value
     job.error = error
     job.finished_at = utcnow()
+    job.cost = settings.cost.cost(
+        prompt=job.prompt_tokens, completion=job.completion_tokens, engine_s=job.engine_wall_s
+    )
     job.lease_owner = None
     job.lease_expires_at = None
     session.add(job)

@@ -117,7 +117,11 @@ class Job(SQLModel, table=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    thinking_tokens: int = 0
+    """Part of completion_tokens: spent on a thinking phase rather than an answer."""
     engine_wall_s: float = 0.0
+    cost: float | None = None
+    """From the cost model in the settings, when one is configured."""
 
 
 class Candidate(SQLModel, table=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +116,13 @@ def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> R
     except EngineUnavailable as exc:
         return _retry_or_fail(job_id, claim, f"engine unavailable: {exc}", settings)
     except Exception as exc:
-        # Only the exception type: its message may quote the document.
-        logger.exception("job %s failed with an internal error", job_id)
+        # The type and the frames, never the message: it may quote the document.
+        logger.error(
+            "job %s failed with an internal error %s:\n%s",
+            job_id,
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
         return _end_with(
             job_id,
             claim.token,

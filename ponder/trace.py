@@ -117,12 +117,17 @@ class PostgresRecorder:
                             findings=v.findings,
                         )
                     )
+
+    def charge(self, result: GenerationResult, *, thinking_tokens: int = 0) -> None:
+        with session_scope() as session:
+            self._fence(session)
             session.execute(
                 sa.update(Job)
                 .where(col(Job.id) == self.job_id)
                 .values(
                     prompt_tokens=Job.prompt_tokens + result.prompt_tokens,
                     completion_tokens=Job.completion_tokens + result.completion_tokens,
+                    thinking_tokens=Job.thinking_tokens + thinking_tokens,
                     cached_tokens=Job.cached_tokens + result.cached_prompt_tokens,
                     engine_wall_s=Job.engine_wall_s + result.engine_wall_s,
                 )

@@ -59,8 +59,10 @@ def to_public(job: Job) -> JobPublic:
             prompt=job.prompt_tokens,
             completion=job.completion_tokens,
             cached_prompt=job.cached_tokens,
+            thinking=job.thinking_tokens,
         ),
         engine_wall_s=job.engine_wall_s,
+        cost=job.cost,
         metadata=job.metadata_,
         cancel_requested=job.cancel_requested,
     )

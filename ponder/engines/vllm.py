@@ -160,7 +160,8 @@ class VLLMEngine:
             try:
                 outputs = self._engine.step()
             except Exception as exc:  # the engine itself broke: fail what is in flight
-                logger.exception("vLLM engine step failed")
+                # The type only: an engine error message can quote the prompt.
+                logger.error("vLLM engine step failed: %s", type(exc).__name__)
                 self._fail_all(EngineUnavailable(f"engine step failed: {type(exc).__name__}"))
                 continue
             for output in outputs:

@@ -121,12 +121,13 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
             if confidence.passed_required
             else "the best candidate fails a required verifier"
         )
-        ctx.event("escalate", to=name, prefix=prefix, why=why)
+        ctx.event("escalate", to=name, prefix=prefix, reason=why)
         before = len(ctx.candidates)
         child = ctx.scoped(prefix, name=name, params=STRATEGIES[name].validate_params({}))
         STRATEGIES[name].run(child)  # its candidates and tokens land in ctx
-        latest, stage = ctx.candidates[before:], name
-    ctx.event("stop", why=reason, stage=stage)
+        # A rung may add nothing (refine with nothing to fix): judge the last ones again.
+        latest, stage = ctx.candidates[before:] or latest, name
+    ctx.event("stop", reason=reason, stage=stage)
     return outcome_from(ctx.candidates, ctx, stopped=reason, confidence=round(confidence.value, 4))
 
 

@@ -122,6 +122,10 @@ class Recorder(Protocol):
 
     def event(self, kind: str, data: dict[str, Any]) -> None: ...
 
+    def charge(self, result: GenerationResult, *, thinking_tokens: int = 0) -> None:
+        """Add an engine call's tokens and time to the job's accounting."""
+        ...
+
 
 @dataclass
 class StrategyOutcome:
@@ -276,6 +280,7 @@ class StrategyContext:
         self._charge(result)
         if thinking:
             self.thinking_tokens += result.completion_tokens
+        self.recorder.charge(result, thinking_tokens=result.completion_tokens if thinking else 0)
         return result
 
     def sample(

@@ -29,12 +29,29 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = open(log_path, "wb")  # noqa: SIM115
     model = get_settings().model_path
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-         "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-         "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
-         "--enable-prefix-caching", "--scheduling-policy", "priority",
-         "--structured-outputs-config",
-         json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            model,
+            "--served-model-name",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "2048",
+            "--enforce-eager",
+            "--enable-prefix-caching",
+            "--scheduling-policy",
+            "priority",
+            "--structured-outputs-config",
+            json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+        ],  # fmt: skip
         env={**__import__("os").environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
         stdout=log,
         stderr=subprocess.STDOUT,

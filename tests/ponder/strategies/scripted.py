@@ -88,6 +88,7 @@ class MemoryRecorder:
     def __init__(self) -> None:
         self.steps: dict[str, list[ScoredCandidate]] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.charged: list[tuple[int, int, int]] = []
 
     def load_step(self, step: str) -> list[ScoredCandidate] | None:
         return self.steps.get(step)
@@ -101,6 +102,9 @@ class MemoryRecorder:
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         self.events.append((kind, data))
+
+    def charge(self, result: GenerationResult, *, thinking_tokens: int = 0) -> None:
+        self.charged.append((result.prompt_tokens, result.completion_tokens, thinking_tokens))
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [data for k, data in self.events if k == kind]

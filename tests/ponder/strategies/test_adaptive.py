@@ -51,7 +51,7 @@ def test_stops_without_escalating_when_confident():
     assert [r.request_id for r in engine.requests] == ["job-1:initial"]
     assert engine.requests[0].n == 2
     assert recorder.of_kind("escalate") == []
-    assert "reached the threshold" in recorder.of_kind("stop")[0]["why"]
+    assert "reached the threshold" in recorder.of_kind("stop")[0]["reason"]
     assert outcome.status == "succeeded"
 
 
@@ -102,7 +102,7 @@ def test_an_exhausted_ladder_selects_the_best_of_every_candidate():
     outcome, _, _, recorder = run(
         {"initial": [answer(INVENTED)], "sample": [answer(INVENTED)]}, ladder=["best_of_n"]
     )
-    assert recorder.of_kind("stop")[0]["why"].startswith("ladder exhausted")
+    assert recorder.of_kind("stop")[0]["reason"].startswith("ladder exhausted")
     assert outcome.status == "needs_review"
     assert len(outcome.rationale["ranking"]) == 2 + 1
 
@@ -117,3 +117,11 @@ def test_a_ladder_naming_an_unknown_strategy_is_rejected():
 def test_a_ladder_escalating_to_adaptive_itself_is_rejected():
     with pytest.raises(ValidationError, match="cannot escalate to itself"):
         Params(ladder=["adaptive"])
+
+
+def test_a_rung_that_adds_nothing_is_judged_on_the_candidates_before_it():
+    script = {"initial": [GOOD, answer(LISINOPRIL)], "sample": [GOOD]}
+    _, _, engine, recorder = run(script, ladder=["refine", "best_of_n"])
+    first, after_refine, _ = recorder.of_kind("confidence")
+    assert after_refine["stage"] == "refine" and after_refine["value"] == first["value"]
+    assert [r.request_id for r in engine.requests] == ["job-1:initial", "job-1:esc2/sample"]

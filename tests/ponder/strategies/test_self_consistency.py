@@ -122,3 +122,12 @@ def test_without_an_items_field_the_normalised_majority_answer_wins():
     assert vote["answers"][0] == {"key": "metoprolol | BID", "support": 2, "kept": True}
     assert outcome.selected is not None and outcome.selected.idx in (1, 2)
     assert "consensus" not in recorder.steps
+
+
+def test_the_consensus_keeps_no_more_items_than_the_output_model_allows():
+    drugs = [med(f"Drug{i}", "1", "daily", f"Drug{i} 1 mg daily") for i in range(11)]
+    _, _, _, recorder = run([answer(*drugs[:10]), answer(*drugs[1:])], params={"min_support": 0})
+    (vote,) = recorder.of_kind("vote")
+    assert sum(i["kept"] for i in vote["items"]) == 10
+    assert [i["why"] for i in vote["items"] if not i["kept"]] == ["limit"]
+    assert len(names(recorder.steps["consensus"][0])) == 10
