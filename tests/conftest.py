@@ -1,6 +1,9 @@
 """Fixtures on real services: PostgreSQL (a ``ponder_test`` database, recreated per run),
 Redis (databases 13-15), a real Celery worker subprocess with the real CPU engine, a real
-SMTP server and a real HTTP webhook receiver on 127.0.0.1."""
+SMTP server and a real HTTP webhook receiver on 127.0.0.1.
+
+Two runs can share the machine when each sets ``PONDER_TEST_DATABASE`` (a database name) and
+``PONDER_TEST_REDIS_BASE`` (the first of three Redis databases) to its own values."""
 
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ import redis
 from ponder.devservers import SmtpSink, WebhookReceiver, free_port
 
 # Settings are read from the environment once; set them before anything imports them.
-TEST_DB_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/ponder_test"
-WORKER_BROKER = "redis://127.0.0.1:6379/15"
+TEST_DB = os.environ.get("PONDER_TEST_DATABASE", "ponder_test")
+REDIS_BASE = int(os.environ.get("PONDER_TEST_REDIS_BASE", "13"))
+TEST_DB_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{TEST_DB}"
+ISOLATED_BROKER = f"redis://127.0.0.1:6379/{REDIS_BASE}"
+SPARE_BROKER = f"redis://127.0.0.1:6379/{REDIS_BASE + 1}"
+WORKER_BROKER = f"redis://127.0.0.1:6379/{REDIS_BASE + 2}"
 SMTP_PORT = free_port()
 os.environ.update(
     {
@@ -47,9 +54,9 @@ def _reset_database() -> None:
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
         c.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = 'ponder_test'"
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (TEST_DB,)
         )
-        c.execute("drop database if exists ponder_test")
+        c.execute(f'drop database if exists "{TEST_DB}"')
     create_database(TEST_DB_URL)
     migrate()
 
@@ -109,7 +116,7 @@ def api(database: None) -> Iterator[object]:
 @pytest.fixture
 def isolated_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
     """A broker database no worker listens on, empty, so a test can see what was queued."""
-    url = "redis://127.0.0.1:6379/13"
+    url = ISOLATED_BROKER
     client = redis.Redis.from_url(url)
     client.flushdb()
     monkeypatch.setenv("PONDER_BROKER__URL", url)

@@ -12,12 +12,12 @@ import redis
 
 from ponder import config, queue
 from ponder.devservers import free_port
-from tests.conftest import wait_for_status
+from tests.conftest import SPARE_BROKER, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
 ENDED = {"succeeded", "needs_review", "failed", "cancelled"}
-DEAD_ENGINE_BROKER = "redis://127.0.0.1:6379/14"
+DEAD_ENGINE_BROKER = SPARE_BROKER
 
 
 @pytest.fixture
