@@ -3,11 +3,13 @@ its steps in order, and the token budget holds."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
 from ponder.db import get_engine
-from tests.conftest import wait_for_status
+from tests.conftest import make_tenant, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -27,11 +29,14 @@ JOBS = {
 
 
 @pytest.fixture(scope="module")
-def finished(request):
+def finished(database, worker):
     """Submit one job per strategy together (they share the engine), wait for all."""
-    api = request.getfixturevalue("api")
-    tenant = request.getfixturevalue("tenant")
-    request.getfixturevalue("worker")
+    from fastapi.testclient import TestClient
+
+    from api.main import app
+
+    api = TestClient(app)
+    tenant = make_tenant(f"strategies-{uuid.uuid4()}")
     ids = {}
     for strategy, extra in JOBS.items():
         body = {"task": "medrec_extraction", "document": NOTE, "strategy": strategy, **extra}
