@@ -13,7 +13,11 @@ class JobCreate(BaseModel):
 
     task: str = Field(description="Task type, e.g. contract_review or medrec_extraction.")
     document: str = Field(description="The document text.")
-    strategy: str = Field(default="best_of_n", description="single or best_of_n.")
+    strategy: str | None = Field(
+        default=None,
+        description="A strategy name (`ponder strategies`); default: the task's default from "
+        "the knobs file, else best_of_n.",
+    )
     n: int | None = Field(default=None, description="Samples for best_of_n (default 4).")
     priority: int = Field(default=5, ge=0, le=9, description="0 runs first, 9 last.")
     webhook_url: str | None = Field(default=None, max_length=2048)

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     cache_dir: Path = Field(default_factory=default_cache_dir)
+    knobs_file: Path | None = None
+    """TOML file of per-task defaults and tenant caps (see ponder/knobs.py); re-read on change."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)

@@ -4,11 +4,13 @@ the caller's ``session_scope()`` (or the API's session dependency) owns the tran
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from sqlmodel import Session, col, select
 from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from ponder.knobs import KnobsStore
 from ponder.models import Job, JobStatus, Tenant, utcnow
 from ponder.notify.outbox import enqueue_job_notifications
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
@@ -36,7 +39,8 @@ class JobRequest:
 
     task: str
     document: str
-    strategy: str = "best_of_n"
+    strategy: str | None = None
+    """None: the task's default from the knobs file, else best_of_n."""
     n: int | None = None
     priority: int = 5
     webhook_url: str | None = None
@@ -51,13 +55,16 @@ class JobRequest:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _frozen_config(request: JobRequest, settings: Settings) -> dict[str, Any]:
+def _frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> dict[str, Any]:
     task = TASKS.get(request.task)
     if task is None:
         raise InvalidRequest(
             f"unknown task {request.task!r}; valid tasks: {', '.join(sorted(TASKS))}",
             valid=sorted(TASKS),
         )
+    request = _with_task_defaults(request, settings)
+    caps = knobs_store(settings.knobs_file).current().caps_for(tenant_name)
+    assert request.strategy is not None
     strategy = STRATEGIES.get(request.strategy)
     if strategy is None:
         raise InvalidRequest(
@@ -69,8 +76,18 @@ def _frozen_config(request: JobRequest, settings: Settings) -> dict[str, Any]:
     n = strategy.fixed_n or (request.n if request.n is not None else limits.default_n)
     if strategy.fixed_n and request.n not in (None, strategy.fixed_n):
         raise InvalidRequest(f"strategy {strategy.name} draws exactly {strategy.fixed_n} sample")
-    if not limits.min_n <= n <= limits.max_n:
-        raise InvalidRequest(f"n must be between {limits.min_n} and {limits.max_n}, got {n}")
+    max_n = min(limits.max_n, caps.max_n or limits.max_n)
+    if not limits.min_n <= n <= max_n:
+        raise InvalidRequest(f"n must be between {limits.min_n} and {max_n}, got {n}")
+    if (
+        request.budget_tokens is not None
+        and caps.max_budget_tokens is not None
+        and request.budget_tokens > caps.max_budget_tokens
+    ):
+        raise InvalidRequest(
+            f"budget_tokens={request.budget_tokens} exceeds this tenant's cap of "
+            f"{caps.max_budget_tokens}"
+        )
     if not request.document.strip():
         raise InvalidRequest("document is empty: send the text to analyse in 'document'")
     max_chars = min(task.max_document_chars, limits.max_document_chars)
@@ -121,6 +138,27 @@ def _frozen_config(request: JobRequest, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _with_task_defaults(request: JobRequest, settings: Settings) -> JobRequest:
+    """Fill what the caller left out from the task's section of the knobs file."""
+    knobs = knobs_store(settings.knobs_file).current().for_task(request.task)
+    strategy = request.strategy or knobs.strategy or "best_of_n"
+    same = strategy == knobs.strategy
+    return replace(
+        request,
+        strategy=strategy,
+        n=request.n if request.n is not None else (knobs.n if same else None),
+        params=request.params if request.params is not None else (knobs.params if same else None),
+        budget_tokens=request.budget_tokens
+        if request.budget_tokens is not None
+        else knobs.budget_tokens,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def knobs_store(path: Path | None) -> KnobsStore:
+    return KnobsStore(path)
+
+
 def submit(
     *,
     session: Session,
@@ -130,7 +168,7 @@ def submit(
     settings: Settings,
 ) -> tuple[Job, bool]:
     """Write the job and enqueue it after commit. Returns (job, created)."""
-    config = _frozen_config(request, settings)
+    config = _frozen_config(request, settings, tenant.name)
     fingerprint = request.fingerprint()
     if idempotency_key:
         existing = _by_idempotency_key(session, tenant.id, idempotency_key)
