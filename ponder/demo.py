@@ -95,10 +95,15 @@ def run_demo(*, n: int = 4, timeout_s: float = 900.0) -> int:
 def _wait(
     client: httpx.Client, job_ids: list[str], started: float, timeout_s: float
 ) -> list[dict[str, Any]]:
+    last = ""
     while True:
         jobs = [client.get(f"/v1/jobs/{jid}").json() for jid in job_ids]
         line = "  ".join(f"{j['task']}: {j['status']}" for j in jobs)
-        sys.stdout.write(f"\r[{time.monotonic() - started:6.1f}s] {line}    ")
+        if sys.stdout.isatty():  # one line, rewritten in place
+            sys.stdout.write(f"\r[{time.monotonic() - started:6.1f}s] {line}    ")
+        elif line != last:  # a log: one line per change
+            sys.stdout.write(f"[{time.monotonic() - started:6.1f}s] {line}\n")
+        last = line
         sys.stdout.flush()
         if all(j["status"] in TERMINAL for j in jobs):
             print()

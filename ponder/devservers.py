@@ -7,7 +7,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -80,7 +80,7 @@ class SmtpSink:
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-                sink.messages.append(message_from_bytes(envelope.content))
+                sink.messages.append(message_from_bytes(envelope.content, policy=policy.default))
                 return "250 OK"
 
         self.port = port or free_port()
