@@ -10,24 +10,16 @@ from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from ponder.config import Settings, get_settings
-from ponder.db import discard_after_commit, get_engine, run_after_commit
+from ponder.db import get_engine, session_scope
 from ponder.errors import Unauthorized
 from ponder.models import Tenant
 from ponder.tenants import TenantCache, authenticate
 
 
 def get_session() -> Iterator[Session]:
-    session = Session(get_engine(), expire_on_commit=False)
-    try:
+    """The request's transaction: committed when the route returns, then buffered work sent."""
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        discard_after_commit(session)
-        raise
-    finally:
-        session.close()
-    run_after_commit(session)
 
 
 # scope="function": commit before the response is sent, so a client that reads its job
