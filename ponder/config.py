@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,8 @@ class WorkerSettings(BaseModel):
     """First delay before a job is retried after the engine was unavailable; doubles per try."""
     job_time_limit_s: int = 3600
     reconcile_every_s: int = 30
+    timezone: str = "UTC"
+    """The time zone beat reads cron expressions in (``nightly[].cron``)."""
     requeue_after_s: int = 120
     """A ``queued`` job untouched this long is sent to the broker again by the reconciler."""
 
@@ -79,6 +81,13 @@ class LimitSettings(BaseModel):
     default_n: int = 4
     max_tokens_per_sample: int = 1536
     page_size_max: int = 100
+    max_batch_bytes: int = 100_000_000
+    """Largest JSONL upload for ``POST /v1/batches``; larger uploads get a 413."""
+    max_batch_items: int = 50_000
+    """Most items (lines) in one batch."""
+    batch_priority: int = 7
+    """Default priority of batch items: after interactive jobs (5), so a nightly run of
+    thousands of documents does not hold back a job someone is waiting for."""
 
 
 class NotifySettings(BaseModel):
@@ -87,15 +96,89 @@ class NotifySettings(BaseModel):
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    """Upgrade the connection with STARTTLS (usually port 587)."""
+    smtp_ssl: bool = False
+    """Implicit TLS from the first byte (SMTPS, usually port 465)."""
+    smtp_ca_file: str = ""
+    """CA bundle to verify the SMTP server's certificate with; empty: the system's."""
     mail_from: str = "ponder@localhost"
     webhook_timeout_s: float = 15.0
-    webhook_max_attempts: int = 8
-    webhook_backoff_base_s: float = 2.0
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [
+            5.0,
+            300.0,
+            1800.0,
+            7200.0,
+            18000.0,
+            36000.0,
+            50400.0,
+            72000.0,
+            72000.0,
+        ]
+    )
+    """Delay before each retry of a failed delivery; one attempt plus one retry per entry.
+    The default (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 20 h) spans about three days."""
+    webhook_retry_jitter: float = 0.2
+    """Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+    webhook_retry_after_max_s: float = 86_400.0
+    """A receiver's ``Retry-After`` is honoured up to this many seconds."""
     webhook_allow_hosts: list[str] = Field(default_factory=list)
     """Hosts or IP addresses that may receive webhooks although they are loopback or private.
     For local development and tests only; empty in production."""
     public_base_url: str = "http://127.0.0.1:8000"
     """Used to build links to jobs in notifications."""
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> NotifySettings:
+        if any(delay < 0 for delay in self.webhook_retry_schedule_s):
+            raise ValueError("notify.webhook_retry_schedule_s must not hold negative delays")
+        if not 0 <= self.webhook_retry_jitter < 1:
+            raise ValueError("notify.webhook_retry_jitter must be in [0, 1)")
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("set notify.smtp_ssl (implicit TLS) or smtp_starttls, not both")
+        return self
+
+    @property
+    def max_delivery_attempts(self) -> int:
+        return len(self.webhook_retry_schedule_s) + 1
+
+
+class NightlyRunSettings(BaseModel):
+    """One scheduled run: every file new in ``inbox`` becomes an item of one batch."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    """Names the beat entry and the batch; a file's content hash is remembered per name."""
+    cron: str
+    """Five fields (minute hour day-of-month month day-of-week) or @hourly, @daily, @weekly,
+    @monthly; in ``worker.timezone``."""
+    tenant: str
+    """Name of the tenant the batch belongs to (``ponder keys create --tenant``)."""
+    inbox: Path
+    archive: Path | None = None
+    """Where processed files are moved; default ``<inbox>/archive``."""
+    task: str
+    strategy: str = "best_of_n"
+    n: int | None = None
+    params: dict[str, Any] | None = None
+    suffixes: list[str] = Field(default_factory=lambda: [".txt", ".md"])
+    min_age_s: float = 60.0
+    """Files changed more recently than this are left for the next run (still being written)."""
+    email: str | None = None
+    """Where the batch report goes."""
+    webhook_endpoint_id: str | None = None
+    webhook_url: str | None = None
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.archive or self.inbox / "archive"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from ponder.cron import parse_cron
+
+        parse_cron(value)  # raises ValueError naming the problem
+        return value
 
 
 class CostSettings(BaseModel):
@@ -121,6 +204,22 @@ class CostSettings(BaseModel):
         )
 
 
+class AlertSettings(BaseModel):
+    """Cost and quality alerts (ponder/alerts.py), checked every ``every_s`` by beat."""
+
+    every_s: int = 300
+    window_s: int = 3600
+    expected_cost_per_job: dict[str, float] = Field(default_factory=dict)
+    """Per task type; a task without an entry has no cost alert."""
+    cost_factor: float = 1.5
+    max_schema_failure_rate: float = 0.5
+    max_needs_review_rate: float = 0.9
+    min_jobs: int = 5
+    """Rates are judged only over at least this many jobs (or candidates)."""
+    operator_email: str = ""
+    operator_webhook_url: str = ""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PONDER_", env_nested_delimiter="__", extra="ignore"
@@ -137,11 +236,24 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     cost: CostSettings = Field(default_factory=CostSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    nightly: list[NightlyRunSettings] = Field(default_factory=list)
+    """Scheduled batch runs over inbox folders (a JSON list in ``PONDER_NIGHTLY``)."""
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
         if self.environment == "production" and self.notify.webhook_allow_hosts:
             raise ValueError("notify.webhook_allow_hosts must be empty in production")
+        notify = self.notify
+        if (
+            self.environment == "production"
+            and notify.smtp_user
+            and not (notify.smtp_ssl or notify.smtp_starttls)
+        ):
+            raise ValueError("SMTP credentials need notify.smtp_ssl or smtp_starttls in production")
+        names = [run.name for run in self.nightly]
+        if len(names) != len(set(names)):
+            raise ValueError("nightly run names must be unique")
         if self.broker.visibility_timeout_s <= self.worker.job_time_limit_s:
             raise ValueError(
                 "broker.visibility_timeout_s must exceed worker.job_time_limit_s, "

@@ -142,3 +142,23 @@ def test_jobs_submitted_together_share_the_engine_batch(api, tenant, worker):
         for b in windows:
             assert a[0] < b[1] and b[0] < a[1]
     assert json.dumps(windows)
+
+
+def test_metrics_count_the_finished_job_with_its_tokens_and_latency(api, tenant, worker):
+    body = {"task": "medrec_extraction", "document": NOTE, "strategy": "single"}
+    job_id = api.post("/v1/jobs", json=body, headers=tenant.headers).json()["id"]
+    job = wait_for_status(job_id, ENDED)
+    text = api.get("/metrics").text
+    lines = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert lines[f'ponder_jobs{{status="{job["status"]}",task="medrec_extraction"}}'] >= 1
+    completion = lines['ponder_tokens_total{kind="completion",task="medrec_extraction"}']
+    assert completion >= job["completion_tokens"] > 0
+    assert lines['ponder_job_latency_seconds_count{task="medrec_extraction"}'] >= 1
+    assert lines['ponder_job_latency_seconds_sum{task="medrec_extraction"}'] > 0
+    assert lines['ponder_job_latency_seconds_bucket{le="+Inf",task="medrec_extraction"}'] >= 1
+    assert 'ponder_queue_depth{queue="reasoning"}' in lines
+    assert any(k.startswith("ponder_verdicts_total{") for k in lines)
