@@ -63,6 +63,8 @@ class WorkerSettings(BaseModel):
     heartbeat_s: int = 15
     max_attempts: int = 3
     """Deliveries of one job before it is failed as poison instead of looping."""
+    metrics_port: int = 0
+    """The worker's Prometheus endpoint (engine requests in flight); 0 turns it off."""
     retry_base_s: float = 5.0
     """First delay before a job is retried after the engine was unavailable; doubles per try."""
     job_time_limit_s: int = 3600

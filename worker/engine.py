@@ -36,6 +36,11 @@ def build_engine(settings: Settings) -> Engine:
     )
 
 
+def current() -> Engine | None:
+    """The engine if this process has started one (for metrics)."""
+    return _engine
+
+
 def get_engine(settings: Settings) -> Engine:
     global _engine
     with _lock:

@@ -53,6 +53,7 @@ class OpenAIEngine:
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._in_flight = 0
         self._send_priority = True
+        self._peak = 0
         self._lock = threading.Lock()
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
@@ -61,6 +62,7 @@ class OpenAIEngine:
             with self._lock:
                 in_flight = self._in_flight
                 self._in_flight += 1
+                self._peak = max(self._peak, self._in_flight)
             try:
                 started = time.time()
                 data = self._post_with_retries(body)
@@ -69,6 +71,14 @@ class OpenAIEngine:
                 with self._lock:
                     self._in_flight -= 1
         return self._result(data, started, finished, in_flight)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self._peak
 
     def count_tokens(self, text: str) -> int:
         # Servers differ in exposing a tokenizer; a conservative estimate is enough for limits.

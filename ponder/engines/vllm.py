@@ -136,6 +136,10 @@ class VLLMEngine:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._active)
+
     def close(self) -> None:
         self._closed = True
         self._inbox.put(None)
