@@ -101,3 +101,19 @@ def test_kubernetes_commands_are_real_entry_points(command):
 def test_dockerfile_cmd_is_a_real_entry_point(dockerfile):
     cmd = re.findall(r"^CMD (\[.*\])", dockerfile.read_text(), re.MULTILINE)[-1]
     check_entry_point(yaml.safe_load(cmd))
+
+
+def test_grafana_dashboard_queries_only_metrics_we_export():
+    import json
+
+    dashboard = json.loads((ROOT / "docker" / "grafana-dashboard.json").read_text())
+    exported = {
+        "ponder_jobs", "ponder_queue_depth", "ponder_job_latency_seconds_bucket",
+        "ponder_tokens_total", "ponder_cost_total", "ponder_verdicts_total",
+        "ponder_escalations_total", "ponder_delivery_attempts_total", "ponder_alert_active",
+        "ponder_engine_requests_in_flight",
+    }  # fmt: skip
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            names = set(re.findall(r"\bponder_[a-z_]+", target["expr"]))
+            assert names and names <= exported, (panel["title"], names - exported)
