@@ -1,0 +1,69 @@
+"""Fault injection on real processes: workers we start, kill and restart ourselves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from ponder import config, queue
+from ponder.localrun import start_worker, stop
+from tests.conftest import SPARE_BROKER
+
+FAULT_ENV = {
+    "PONDER_BROKER__URL": SPARE_BROKER,
+    "PONDER_WORKER__LEASE_TTL_S": "6",
+    "PONDER_WORKER__HEARTBEAT_S": "2",
+    "PONDER_WORKER__MAX_ATTEMPTS": "3",
+}
+
+
+class Workers:
+    """Start, kill and stop worker processes; every log is kept for the PHI checks."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: list = []
+
+    def start(self, **env: str) -> object:
+        index = len(self.procs)
+        log = open(self.logdir / f"worker-{index}.log", "wb")  # noqa: SIM115
+        proc = start_worker({**FAULT_ENV, **env}, log, name=f"fault{index}", concurrency=4)
+        proc.log_path = self.logdir / f"worker-{index}.log"  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        deadline = time.monotonic() + 90
+        while b"ready." not in proc.log_path.read_bytes():  # type: ignore[attr-defined]
+            assert proc.poll() is None and time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.3)
+        return proc
+
+    def kill9(self, proc) -> None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.logdir.glob("*.log"))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            stop(proc)
+
+
+@pytest.fixture
+def workers(database, tmp_path, monkeypatch) -> Iterator[Workers]:
+    redis.Redis.from_url(SPARE_BROKER).flushdb()
+    for key, value in FAULT_ENV.items():
+        monkeypatch.setenv(key, value)
+    config.get_settings.cache_clear()
+    queue.celery_app.cache_clear()
+    pool = Workers(tmp_path)
+    yield pool
+    pool.stop_all()
+    monkeypatch.undo()
+    config.get_settings.cache_clear()
+    queue.celery_app.cache_clear()
