@@ -9,9 +9,10 @@ from fastapi import Depends, Header
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
+from api.ratelimit import TokenBuckets, retry_after
 from ponder.config import Settings, get_settings
 from ponder.db import get_engine, session_scope
-from ponder.errors import Unauthorized
+from ponder.errors import RateLimited, Unauthorized
 from ponder.models import Tenant
 from ponder.tenants import TenantCache, authenticate
 
@@ -29,6 +30,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 _tenants = TenantCache()
+_buckets = TokenBuckets()
 
 
 def _authenticate_uncached(key: str) -> Tenant:
@@ -51,6 +53,14 @@ async def get_tenant(
     if tenant is None:
         tenant = await run_in_threadpool(_authenticate_uncached, key)
         _tenants.put(key, tenant)
+    limits = get_settings().limits
+    wait = _buckets.take(tenant.id, rate=limits.tenant_rate_per_s, burst=limits.tenant_burst)
+    if wait:
+        raise RateLimited(
+            f"too many requests for this tenant (limit {limits.tenant_rate_per_s:g}/s); "
+            f"retry in {retry_after(wait)} s",
+            retry_after_s=retry_after(wait),
+        )
     return tenant
 
 

@@ -134,7 +134,8 @@ def bench_submit(args: argparse.Namespace, key: str, logdir: Path) -> dict[str, 
 
     port = free_port()
     log = open(logdir / "api-submit.log", "wb")  # noqa: SIM115
-    env = {"PONDER_LOG_LEVEL": "WARNING"}
+    # The per-tenant rate limit is policy, not capacity: off while measuring capacity.
+    env = {"PONDER_LOG_LEVEL": "WARNING", "PONDER_LIMITS__TENANT_RATE_PER_S": "0"}
     api = start_api(env, port, log, workers=args.api_workers)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -251,6 +252,7 @@ def bench_queued(args: argparse.Namespace, docs: list[str], key: str, logdir: Pa
         "PONDER_LIMITS__MAX_TOKENS_PER_SAMPLE": str(args.max_tokens),
         "PONDER_WORKER__JOBS_IN_FLIGHT": str(max(args.docs, 1)),
         "PONDER_LOG_LEVEL": "WARNING",
+        "PONDER_LIMITS__TENANT_RATE_PER_S": "0",
     }
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -7,6 +7,7 @@ from typing import Any
 
 class PonderError(Exception):
     status_code = 400
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
@@ -28,6 +29,14 @@ class UnsupportedMediaType(PonderError):
 
 class Unauthorized(PonderError):
     status_code = 401
+
+
+class RateLimited(PonderError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class NotFound(PonderError):
