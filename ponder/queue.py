@@ -13,10 +13,14 @@ from celery import Celery
 from kombu import Queue
 
 from ponder.config import Settings, get_settings
+from ponder.cron import parse_cron
 
 RUN_JOB = "ponder.run_job"
 DELIVER = "ponder.deliver_notification"
 RECONCILE = "ponder.reconcile"
+CHECK_ALERTS = "ponder.check_alerts"
+DISPATCH_BATCH = "ponder.dispatch_batch"
+NIGHTLY_RUN = "ponder.nightly_run"
 
 REASONING_QUEUE = "reasoning"
 NOTIFY_QUEUE = "notify"
@@ -37,6 +41,9 @@ def make_celery(settings: Settings) -> Celery:
             RUN_JOB: {"queue": REASONING_QUEUE},
             DELIVER: {"queue": NOTIFY_QUEUE},
             RECONCILE: {"queue": DEFAULT_QUEUE},
+            CHECK_ALERTS: {"queue": DEFAULT_QUEUE},
+            DISPATCH_BATCH: {"queue": DEFAULT_QUEUE},
+            NIGHTLY_RUN: {"queue": DEFAULT_QUEUE},
         },
         broker_transport_options={
             "visibility_timeout": settings.broker.visibility_timeout_s,
@@ -52,11 +59,26 @@ def make_celery(settings: Settings) -> Celery:
         # Threads, not processes: one engine per process, shared by many jobs in flight.
         worker_pool="threads",
         worker_concurrency=settings.worker.jobs_in_flight,
+        timezone=settings.worker.timezone,
         beat_schedule={
-            "reconcile": {"task": RECONCILE, "schedule": float(settings.worker.reconcile_every_s)}
+            "reconcile": {"task": RECONCILE, "schedule": float(settings.worker.reconcile_every_s)},
+            "alerts": {"task": CHECK_ALERTS, "schedule": float(settings.alerts.every_s)},
+            **nightly_schedule(settings),
         },
     )
     return app
+
+
+def nightly_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """One beat entry per configured nightly run; the task gets the run's name only."""
+    return {
+        f"nightly:{run.name}": {
+            "task": NIGHTLY_RUN,
+            "schedule": parse_cron(run.cron),
+            "args": [run.name],
+        }
+        for run in settings.nightly
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,6 +88,10 @@ def celery_app() -> Celery:
 
 def send_run_job(job_id: str, priority: int, **options: Any) -> None:
     celery_app().send_task(RUN_JOB, args=[job_id], priority=priority, **options)
+
+
+def send_dispatch_batch(batch_id: str) -> None:
+    celery_app().send_task(DISPATCH_BATCH, args=[batch_id])
 
 
 def send_delivery(notification_id: str, countdown: float | None = None) -> None:
