@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.routes import health, jobs
+from api.routes import batches, deliveries, health, jobs, metrics, webhooks
 from ponder.errors import PonderError
 from ponder.logs import configure_logging
 
@@ -19,12 +19,18 @@ def create_app() -> FastAPI:
         description="Batch reasoning with checked answers, their evidence and their cost.",
     )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(jobs.router)
+    app.include_router(deliveries.router)
+    app.include_router(batches.router)
+    app.include_router(webhooks.router)
 
     @app.exception_handler(PonderError)
     async def _ponder_error(request: Request, exc: PonderError) -> JSONResponse:
         return JSONResponse(
-            {"error": exc.message, "detail": exc.detail}, status_code=exc.status_code
+            {"error": exc.message, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -20,8 +22,14 @@ class JobCreate(BaseModel):
     )
     n: int | None = Field(default=None, description="Samples for best_of_n (default 4).")
     priority: int = Field(default=5, ge=0, le=9, description="0 runs first, 9 last.")
-    webhook_url: str | None = Field(default=None, max_length=2048)
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="Signed with the tenant's secret."
+    )
+    webhook_endpoint_id: str | None = Field(
+        default=None,
+        description="A registered endpoint (POST /v1/webhooks), signed with its own secret.",
+    )
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     metadata: dict[str, Any] | None = Field(
         default=None, description="Echoed back in results and notifications."
     )
@@ -63,6 +71,8 @@ class JobPublic(BaseModel):
     cost: float | None
     metadata: dict[str, Any] | None
     cancel_requested: bool
+    batch_id: str | None = None
+    custom_id: str | None = None
 
 
 class JobPage(BaseModel):
@@ -82,3 +92,114 @@ class TracePublic(BaseModel):
 class ErrorPublic(BaseModel):
     error: str
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchCreate(BaseModel):
+    """Options of ``POST /v1/batches`` (form fields next to the file, or query parameters
+    with a JSONL body). The items are the lines of the upload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    priority: int | None = Field(
+        default=None, ge=0, le=9, description="For every item; default 7, after single jobs."
+    )
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_endpoint_id: str | None = None
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    metadata: dict[str, Any] | None = None
+
+
+class BatchCounts(BaseModel):
+    queued: int
+    running: int
+    succeeded: int
+    needs_review: int
+    failed: int
+    cancelled: int
+    expired: int
+
+
+class BatchPublic(BaseModel):
+    id: str
+    name: str | None
+    source: str
+    status: str = Field(
+        description="queued, running, cancelling; once ended: succeeded, needs_review, "
+        "completed_with_failures, failed or cancelled."
+    )
+    ended: bool
+    total: int
+    counts: BatchCounts
+    round: int = Field(description="1, plus one per retry of the failed items.")
+    priority: int
+    created_at: datetime
+    started_at: datetime | None
+    cancel_requested_at: datetime | None
+    finished_at: datetime | None
+    webhook_url: str | None
+    webhook_endpoint_id: str | None
+    email: str | None
+    metadata: dict[str, Any] | None
+    rejected_files: list[dict[str, Any]]
+    links: dict[str, str]
+
+
+class BatchPage(BaseModel):
+    items: list[BatchPublic]
+
+
+class BatchRetryPublic(BaseModel):
+    retried: int
+    batch: BatchPublic
+
+
+class WebhookEndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048)
+    description: str | None = Field(default=None, max_length=200)
+    include_content: bool = Field(
+        default=False,
+        description="Opt in to the document and the answer in job payloads for this endpoint.",
+    )
+
+
+class WebhookEndpointPublic(BaseModel):
+    id: str
+    url: str
+    description: str | None
+    include_content: bool
+    created_at: datetime
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    previous_secret_expires_at: datetime | None
+    secret: str | None = Field(
+        default=None, description="Only in the answers to create and rotate: store it then."
+    )
+
+
+class DeliveryAttemptPublic(BaseModel):
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    created_at: datetime
+
+
+class DeliveryPublic(BaseModel):
+    id: str
+    webhook_id: str = Field(description="The webhook-id header: the same on every attempt.")
+    channel: str
+    target: str
+    event_type: str
+    status: str = Field(description="pending, delivered, failed or disabled.")
+    job_id: str | None
+    batch_id: str | None
+    endpoint_id: str | None
+    max_attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    attempts: list[DeliveryAttemptPublic]

@@ -1,11 +1,14 @@
-"""The ``ponder`` command: model preparation, API keys, database setup, strategies, demo."""
+"""The ``ponder`` command: model preparation, API keys, database setup, strategies, demo; and
+(over HTTP, see ``ponder.cli_client``) submitting jobs and batches."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from ponder.cli_client import batch_app, submit
 from ponder.config import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -15,6 +18,8 @@ db_app = typer.Typer(no_args_is_help=True, help="The database.")
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(batch_app, name="batch")
+app.command("submit")(submit)
 
 
 @model_app.command("prepare")
@@ -94,6 +99,66 @@ def demo(
     from ponder.demo import run_demo
 
     raise typer.Exit(run_demo(n=n, timeout_s=timeout))
+
+
+@app.command("eval")
+def evaluate(
+    task: Annotated[str, typer.Option(help="Task type: medrec_extraction, contract_review, ...")],
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated strategies, each 'name' or 'name:n'.")
+    ] = "single,best_of_n:4",
+    dataset: Annotated[
+        Path | None,
+        typer.Option(help="Dataset file; default: the task's public set in ../shared/eval-data/."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto, jsonl, simord, cuad or gsm8k.")
+    ] = "auto",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="The first N items of the dataset.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Plot score against tokens per job (PNG).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs the eval worker runs at once.")] = 8,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds per strategy before giving up.")
+    ] = 3600,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(min=32, help="Output tokens per sample (default: the configured limit)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed of every job.")] = 0,
+    price_prompt: Annotated[
+        float | None, typer.Option(help="Price per million prompt tokens.")
+    ] = None,
+    price_completion: Annotated[
+        float | None, typer.Option(help="Price per million completion tokens.")
+    ] = None,
+    cuad_chars: Annotated[
+        int, typer.Option(min=200, help="Characters of a document built from CUAD spans.")
+    ] = 6000,
+) -> None:
+    """Run a labelled dataset through the pipeline for several strategies; print a table."""
+    from ponder.evaluation.command import EvalArgs, UsageError
+    from ponder.evaluation.command import evaluate as run_eval
+    from ponder.evaluation.report import format_table
+    from ponder.logs import configure_logging
+
+    configure_logging()
+    args = EvalArgs(
+        task=task, strategies=strategies, dataset=dataset, fmt=fmt, limit=limit, out=out,
+        plot=plot, concurrency=concurrency, timeout_s=timeout, max_tokens=max_tokens,
+        seed=seed, price_prompt=price_prompt, price_completion=price_completion,
+        cuad_chars=cuad_chars,
+    )  # fmt: skip
+    try:
+        payload = run_eval(args)
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_table(payload))
 
 
 def main() -> None:

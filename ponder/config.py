@@ -83,6 +83,10 @@ class LimitSettings(BaseModel):
     default_n: int = 4
     max_tokens_per_sample: int = 1536
     page_size_max: int = 100
+    tenant_rate_per_s: float = 50.0
+    """Sustained requests per second per tenant (per API process); 0 turns the limit off."""
+    tenant_burst: int = 200
+    """Requests a tenant may send at once before the rate applies."""
     max_batch_bytes: int = 100_000_000
     """Largest JSONL upload for ``POST /v1/batches``; larger uploads get a 413."""
     max_batch_items: int = 50_000
@@ -90,6 +94,13 @@ class LimitSettings(BaseModel):
     batch_priority: int = 7
     """Default priority of batch items: after interactive jobs (5), so a nightly run of
     thousands of documents does not hold back a job someone is waiting for."""
+
+
+class TaskSettings(BaseModel):
+    judge_verifiers: list[str] = Field(default_factory=list)
+    """Task types whose model-judge verifiers run (e.g. ``["contract_review"]``). A judge
+    asks the engine a yes/no question per finding, which costs tokens and makes verification
+    depend on the model, so it is off unless a task type is named here."""
 
 
 class NotifySettings(BaseModel):
@@ -236,6 +247,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     cost: CostSettings = Field(default_factory=CostSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

@@ -28,9 +28,10 @@ class ReceivedRequest:
 
 @dataclass
 class WebhookReceiver:
-    """Records every POST. ``responder`` picks the status code for each request (default 200)."""
+    """Records every POST. ``responder`` picks the status code for each request (default 200),
+    or a status code and response headers (``(302, {"location": "/elsewhere"})``)."""
 
-    responder: Callable[[ReceivedRequest], int] | None = None
+    responder: Callable[[ReceivedRequest], int | tuple[int, dict[str, str]]] | None = None
     received: list[ReceivedRequest] = field(default_factory=list)
     port: int = 0
 
@@ -44,8 +45,11 @@ class WebhookReceiver:
                     self.path, dict(self.headers.items()), self.rfile.read(length)
                 )
                 receiver.received.append(req)
-                code = receiver.responder(req) if receiver.responder else 200
+                answer = receiver.responder(req) if receiver.responder else 200
+                code, headers = answer if isinstance(answer, tuple) else (answer, {})
                 self.send_response(code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

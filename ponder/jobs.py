@@ -18,11 +18,13 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from ponder.batch_state import close_batch_if_ended
 from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from ponder.knobs import KnobsStore
 from ponder.models import Job, JobStatus, Tenant, utcnow
+from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.outbox import enqueue_job_notifications
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
 from ponder.queue import send_run_job
@@ -44,6 +46,7 @@ class JobRequest:
     n: int | None = None
     priority: int = 5
     webhook_url: str | None = None
+    webhook_endpoint_id: str | None = None
     email: str | None = None
     metadata: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
@@ -55,7 +58,9 @@ class JobRequest:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> dict[str, Any]:
+def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> dict[str, Any]:
+    """Check the request against the task, strategy, limits and the tenant's caps; return the
+    configuration frozen on the job row. Also used for every line of a batch upload."""
     task = TASKS.get(request.task)
     if task is None:
         raise InvalidRequest(
@@ -168,7 +173,8 @@ def submit(
     settings: Settings,
 ) -> tuple[Job, bool]:
     """Write the job and enqueue it after commit. Returns (job, created)."""
-    config = _frozen_config(request, settings, tenant.name)
+    config = frozen_config(request, settings, tenant.name)
+    endpoint_id = usable_endpoint_id(session, tenant.id, request.webhook_endpoint_id)
     fingerprint = request.fingerprint()
     if idempotency_key:
         existing = _by_idempotency_key(session, tenant.id, idempotency_key)
@@ -184,6 +190,7 @@ def submit(
         document=request.document,
         metadata_=request.metadata,
         webhook_url=request.webhook_url,
+        webhook_endpoint_id=endpoint_id,
         email=request.email,
         enqueued_at=utcnow(),
     )
@@ -273,7 +280,8 @@ def cancel(*, session: Session, tenant: Tenant, job_id: str, settings: Settings)
         job.status = JobStatus.cancelled.value
         job.finished_at = utcnow()
         job.error = "cancelled by the caller before it started"
-        enqueue_job_notifications(session=session, job=job, settings=settings)
+        session.add(job)
+        _after_end(session, job, settings)
     else:
         job.cancel_requested = True
     session.add(job)
@@ -397,6 +405,14 @@ def _end(
     job.lease_owner = None
     job.lease_expires_at = None
     session.add(job)
+    _after_end(session, job, settings)
+    logger.info("job %s ended %s", job.id, job.status)
+
+
+def _after_end(session: Session, job: Job, settings: Settings) -> None:
+    """In the transaction that ends the job: its notifications, and its batch's report when it
+    was the batch's last item."""
     session.flush()
     enqueue_job_notifications(session=session, job=job, settings=settings)
-    logger.info("job %s ended %s", job.id, job.status)
+    if job.batch_id is not None:
+        close_batch_if_ended(session=session, batch_id=job.batch_id, settings=settings)

@@ -1,4 +1,5 @@
-"""SQLModel tables: tenants and keys, jobs, candidates, verdicts, trace events, notifications.
+"""SQLModel tables: tenants and keys, jobs, candidates, verdicts, trace events, notifications,
+webhook endpoints, batches and the files nightly runs have taken from their inboxes.
 
 Table classes never go over the wire; ``api/schemas.py`` holds the public shapes.
 """
@@ -85,6 +86,9 @@ class Job(SQLModel, table=True):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
         sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         sa.Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
+        sa.UniqueConstraint("batch_id", "custom_id", name="uq_jobs_batch_custom_id"),
+        sa.Index("ix_jobs_batch_status", "batch_id", "status"),
+        sa.Index("ix_jobs_batch_index", "batch_id", "batch_index"),
     )
     id: str = Field(default_factory=new_id, primary_key=True)
     tenant_id: str = Field(foreign_key="tenants.id")
@@ -101,6 +105,12 @@ class Job(SQLModel, table=True):
     metadata_: dict[str, Any] | None = Field(default=None, sa_column=sa.Column("metadata", JSONB))
     webhook_url: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
     email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320)))
+    webhook_endpoint_id: str | None = Field(default=None, foreign_key="webhook_endpoints.id")
+    batch_id: str | None = Field(default=None, foreign_key="batches.id")
+    batch_index: int | None = None
+    """The item's line number in the batch upload: results come back in this order."""
+    custom_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
+    """The caller's id for a batch item, unique within its batch."""
     attempts: int = 0
     lease_owner: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
     lease_token: int = 0
@@ -180,8 +190,13 @@ class Notification(SQLModel, table=True):
 
     __tablename__ = "notifications"
     id: str = Field(default_factory=new_id, primary_key=True)
-    job_id: str = Field(foreign_key="jobs.id", index=True)
+    job_id: str | None = Field(default=None, foreign_key="jobs.id", index=True)
+    batch_id: str | None = Field(default=None, foreign_key="batches.id", index=True)
+    """Set on a batch report; ``job_id`` on a job's own notification."""
     tenant_id: str = Field(foreign_key="tenants.id")
+    endpoint_id: str | None = Field(default=None, foreign_key="webhook_endpoints.id")
+    """A registered endpoint (signed with its secret); None for a job's ``webhook_url``
+    (signed with the tenant's secret) and for email."""
     channel: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
     target: str = Field(sa_column=sa.Column(sa.String(2048), nullable=False))
     event_type: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
@@ -189,7 +204,13 @@ class Notification(SQLModel, table=True):
     """The ``webhook-id``: stable across every retry of this delivery."""
     payload: dict[str, Any] = _json(nullable=False)
     status: str = Field(default="pending", sa_column=sa.Column(sa.String(16), nullable=False))
+    """``pending``, ``delivered``, ``failed`` (attempts used up) or ``disabled`` (the receiver
+    answered 410, or its endpoint was disabled or deleted)."""
     attempts: int = 0
+    max_attempts: int = Field(
+        default=10, sa_column=sa.Column(sa.Integer, nullable=False, server_default="10")
+    )
+    """Attempts allowed: the retry schedule's length plus one; a manual redelivery adds one."""
     next_attempt_at: datetime | None = _ts()
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     created_at: datetime = _created()
@@ -204,4 +225,72 @@ class DeliveryAttempt(SQLModel, table=True):
     status_code: int | None = None
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     duration_ms: int = 0
+    created_at: datetime = _created()
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A receiver registered by a tenant, with its own signing secret."""
+
+    __tablename__ = "webhook_endpoints"
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True)
+    url: str = Field(sa_column=sa.Column(sa.String(2048), nullable=False))
+    description: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
+    secret: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    previous_secret: str | None = Field(default=None, sa_column=sa.Column(sa.String(100)))
+    """Still signs (as a second signature) until ``previous_secret_expires_at``."""
+    previous_secret_expires_at: datetime | None = _ts()
+    include_content: bool = False
+    """The tenant's opt-in to the document and the answer in this endpoint's job payloads."""
+    created_at: datetime = _created()
+    disabled_at: datetime | None = _ts()
+    disabled_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    deleted_at: datetime | None = _ts()
+
+
+class Batch(SQLModel, table=True):
+    """Many items (jobs) submitted together; its state is derived from its items' states."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_batches_tenant_idempotency"),
+        sa.Index("ix_batches_tenant_created", "tenant_id", "created_at"),
+    )
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id")
+    source: str = Field(default="api", sa_column=sa.Column(sa.String(16), nullable=False))
+    """``api`` or ``nightly``."""
+    name: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
+    item_count: int = 0
+    priority: int = 7
+    idempotency_key: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
+    request_hash: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    webhook_url: str | None = Field(default=None, sa_column=sa.Column(sa.String(2048)))
+    webhook_endpoint_id: str | None = Field(default=None, foreign_key="webhook_endpoints.id")
+    email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320)))
+    metadata_: dict[str, Any] | None = Field(default=None, sa_column=sa.Column("metadata", JSONB))
+    rejected_files: list[dict[str, Any]] | None = _json()
+    """Inbox files a nightly run could not submit (``file``, ``error``); listed in the report."""
+    round: int = 1
+    """1, then one more per retry: each round that ends sends its own report."""
+    created_at: datetime = _created()
+    cancel_requested_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    """When the last item of the current round ended."""
+
+
+class InboxFile(SQLModel, table=True):
+    """A file a nightly run took from its inbox, by content hash, so it is submitted once."""
+
+    __tablename__ = "inbox_files"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "source", "content_hash", name="uq_inbox_files_hash"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id")
+    source: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    """The nightly run's name."""
+    content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    file_name: str = Field(sa_column=sa.Column(sa.String(1024), nullable=False))
+    batch_id: str | None = Field(default=None, foreign_key="batches.id")
     created_at: datetime = _created()

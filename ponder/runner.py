@@ -24,6 +24,7 @@ from ponder.strategies.base import (
     StrategyOutcome,
     outcome_from,
 )
+from ponder.tasktypes import TaskType
 from ponder.trace import CancelRequested, PostgresRecorder
 from ponder.verify import failing_checks
 from tasks.registry import TASKS
@@ -95,6 +96,7 @@ def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> R
                 config=config,
                 engine=engine,
                 recorder=recorder,
+                judges=_judges_frozen(task, job.config),
             )
             try:
                 outcome = STRATEGIES[config.name].run(ctx)
@@ -130,6 +132,13 @@ def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> R
             f"internal error ({type(exc).__name__})",
             settings,
         )
+
+
+def _judges_frozen(task: TaskType, config: dict[str, Any]) -> bool:
+    """Whether the job was submitted with its task's model-judge verifiers enabled: the
+    frozen verifier list decides, not this worker's settings."""
+    frozen = set(config.get("verifiers") or ())
+    return any(v.judge and v.name in frozen for v in task.verifiers)
 
 
 def _finish(

@@ -50,5 +50,16 @@ class TaskType:
     def template_version(self) -> str:
         return template_version(self.template)
 
-    def verifier_names(self) -> list[str]:
-        return [v.name for v in self.verifiers]
+    def judges_enabled(self) -> bool:
+        """Whether this task's model-judge verifiers run: set per task type with
+        ``PONDER_TASKS__JUDGE_VERIFIERS='["contract_review"]'``; off by default."""
+        from ponder.config import get_settings
+
+        return self.name in get_settings().tasks.judge_verifiers
+
+    def verifier_names(self, *, judges: bool | None = None) -> list[str]:
+        """The verifiers a job of this task runs (frozen on the job at submission); model
+        judges are included when enabled."""
+        if judges is None:
+            judges = self.judges_enabled()
+        return [v.name for v in self.verifiers if judges or not v.judge]

@@ -1,4 +1,5 @@
-"""Verifiers: deterministic checks of one candidate output, and their aggregation into a score.
+"""Verifiers: checks of one candidate output (deterministic, and optionally a model judge that
+asks the engine a yes/no question), and their aggregation into a score.
 
 Every candidate gets a verdict from every verifier of its task type, including when its
 output did not parse (then each check fails with that reason), so a trace is never partial.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -40,14 +41,24 @@ class Verdict:
 CheckFn = Callable[[Any, str], CheckResult]
 """``check(output, document)``: output is the task's parsed pydantic model."""
 
+AskYesNo = Callable[[str], float]
+"""``ask_yes_no(prompt) -> P(yes)``: asks the engine a question constrained to yes or no."""
+
+JudgeCheckFn = Callable[[Any, str, AskYesNo], CheckResult]
+"""``check(output, document, ask_yes_no)``: a check that asks the model."""
+
 
 @dataclass(frozen=True)
 class VerifierSpec:
     name: str
-    check: CheckFn
+    check: CheckFn | JudgeCheckFn
     description: str
     weight: float = 1.0
     required: bool = True
+    judge: bool = False
+    """A model-judge verifier: its check is a ``JudgeCheckFn`` and calls the engine. It runs
+    only when the caller passes ``ask_yes_no`` (off by default, so verification stays
+    deterministic and off the engine); see ``TaskType.judges_enabled``."""
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
@@ -60,8 +71,10 @@ def verify_candidate(
     output_model: type[BaseModel],
     document: str,
     verifiers: Sequence[VerifierSpec],
+    ask_yes_no: AskYesNo | None = None,
 ) -> tuple[BaseModel | None, list[Verdict]]:
-    """Parse ``text`` into the output model and run every verifier on it."""
+    """Parse ``text`` into the output model and run every verifier on it; model-judge
+    verifiers run only when ``ask_yes_no`` is given."""
     verdicts: list[Verdict] = []
     parsed: BaseModel | None
     try:
@@ -72,11 +85,17 @@ def verify_candidate(
         reason = _schema_reason(exc)
         verdicts.append(Verdict(SCHEMA_VERIFIER, False, 0.0, True, 1.0, [reason]))
     for spec in verifiers:
+        if spec.judge and ask_yes_no is None:
+            continue
         if parsed is None:
             result = CheckResult(False, 0.0, ["output did not match the schema; not checked"])
         else:
             try:
-                result = spec.check(parsed, document)
+                if spec.judge:
+                    assert ask_yes_no is not None
+                    result = cast(JudgeCheckFn, spec.check)(parsed, document, ask_yes_no)
+                else:
+                    result = cast(CheckFn, spec.check)(parsed, document)
             except Exception as exc:  # a verifier bug must not pass a candidate
                 result = CheckResult(False, 0.0, [f"verifier error: {type(exc).__name__}"])
         verdicts.append(

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.tasktypes import TaskType
-from ponder.verify import CheckResult, VerifierSpec
-from tasks.grounding import normalise_text, occurs_as_words, occurs_in, shorten
-from tasks.medication_frequency import FREQUENCIES, normalise_frequency
-
-MAX_PLAUSIBLE_DOSE = 100_000
-"""Above any real dose in any unit the schema allows (heparin reaches tens of thousands)."""
+from ponder.verify import VerifierSpec
+from tasks.dose import MAX_DOSE_BY_UNIT, MAX_PLAUSIBLE_DOSE
+from tasks.grounding import normalise_text
+from tasks.medication_frequency import normalise_frequency
+from tasks.medrec_checks import (
+    check_dose_format,
+    check_dose_in_evidence,
+    check_dose_plausibility,
+    check_drug_lexicon,
+    check_evidence_grounding,
+    check_evidence_names_drug,
+    check_frequency_vocabulary,
+    check_name_grounding,
+    check_no_duplicates,
+    check_route_vocabulary,
+    check_status_consistency,
+)
 
 Unit = Literal[
     "mg", "mcg", "g", "mL", "units", "mEq", "puffs", "drops", "sprays", "tablets", "capsules",
@@ -44,109 +53,6 @@ class MedicationList(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     medications: list[Medication] = Field(max_length=10)
-
-
-_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_DOSE = re.compile(rf"^{_NUMBER}(?:\s*(?:-|to)\s*{_NUMBER})?$")
-_STOPPING = re.compile(
-    r"\b(?:stop\w*|discontinu\w*|d/c|dc'?d|hold\w*|held|no longer|quit\w*|ceas\w*|off)\b"
-)
-
-
-def dose_problem(dose: str) -> str | None:
-    """Why ``dose`` is not a positive number or range, or None when it is one."""
-    text = normalise_text(dose)
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # "1,000" is a thousand
-    match = _DOSE.match(text)
-    if match is None:
-        return "is not a number or a range such as '1-2' (the unit goes in 'unit')"
-    low = float(match.group(1))
-    high = float(match.group(2)) if match.group(2) else low
-    if low <= 0:
-        return "is not positive"
-    if high < low:
-        return "is a range that runs backwards"
-    if high > MAX_PLAUSIBLE_DOSE:
-        return f"is implausibly large (over {MAX_PLAUSIBLE_DOSE})"
-    return None
-
-
-def _fraction_passing(output: MedicationList, findings: list[str]) -> CheckResult:
-    if not output.medications:
-        return CheckResult(True, 1.0)
-    return CheckResult(not findings, 1 - len(findings) / len(output.medications), findings)
-
-
-def check_name_grounding(output: MedicationList, document: str) -> CheckResult:
-    normalised_document = normalise_text(document)
-    # A name must have letters: punctuation alone "occurs" in any note.
-    findings = [
-        f"name '{shorten(m.name)}' does not occur in the document"
-        for m in output.medications
-        if sum(ch.isalpha() for ch in m.name) < 2
-        or not occurs_as_words(m.name, normalised_document)
-    ]
-    return _fraction_passing(output, findings)
-
-
-def check_evidence_grounding(output: MedicationList, document: str) -> CheckResult:
-    normalised_document = normalise_text(document)
-    findings = [
-        f"{shorten(m.name, 40)}: evidence '{shorten(m.evidence)}' does not occur in the document"
-        for m in output.medications
-        if not occurs_in(m.evidence, normalised_document)
-    ]
-    return _fraction_passing(output, findings)
-
-
-def check_dose_format(output: MedicationList, document: str) -> CheckResult:
-    findings = [
-        f"{shorten(m.name, 40)}: dose '{m.dose}' {problem}"
-        for m in output.medications
-        if (problem := dose_problem(m.dose)) is not None
-    ]
-    return _fraction_passing(output, findings)
-
-
-def check_frequency_vocabulary(output: MedicationList, document: str) -> CheckResult:
-    findings = [
-        f"{shorten(m.name, 40)}: frequency '{m.frequency}' is not one of {', '.join(FREQUENCIES)}"
-        for m in output.medications
-        if normalise_frequency(m.frequency) is None
-    ]
-    return _fraction_passing(output, findings)
-
-
-def check_status_consistency(output: MedicationList, document: str) -> CheckResult:
-    # Only one direction: an active drug's evidence may say "hold if HR < 55" and still be active.
-    stopped = [m for m in output.medications if m.status in ("discontinued", "held")]
-    findings = [
-        f"{shorten(m.name, 40)}: status '{m.status}' but its evidence has no stopping or "
-        "holding language"
-        for m in stopped
-        if not _STOPPING.search(normalise_text(m.evidence))
-    ]
-    if not stopped:
-        return CheckResult(True, 1.0)
-    return CheckResult(not findings, 1 - len(findings) / len(stopped), findings)
-
-
-def _identity(m: Medication) -> tuple[str, ...]:
-    # Name alone is too coarse: a note may stop one dose of a drug and start another.
-    frequency = normalise_frequency(m.frequency) or normalise_text(m.frequency)
-    return (normalise_text(m.name), normalise_text(m.dose), m.unit, m.route, frequency)
-
-
-def check_no_duplicates(output: MedicationList, document: str) -> CheckResult:
-    if not output.medications:
-        return CheckResult(True, 1.0)
-    counts = Counter(_identity(m) for m in output.medications)
-    findings = [
-        f"{name} {dose} {unit} {route} {frequency} is listed {n} times"
-        for (name, dose, unit, route, frequency), n in counts.items()
-        if n > 1
-    ]
-    return CheckResult(not findings, len(counts) / len(output.medications), findings)
 
 
 def item_key(m: Medication) -> tuple[str, str]:
@@ -180,14 +86,48 @@ TASK = TaskType(
             "Every evidence quote occurs in the note, ignoring case, whitespace and quote style.",
         ),
         VerifierSpec(
+            "drug_lexicon",
+            check_drug_lexicon,
+            "Every name is a drug in the lexicon of common generic and brand names "
+            "(tasks/data/drug_names.txt); a near spelling passes and is recorded.",
+        ),
+        VerifierSpec(
             "dose_format",
             check_dose_format,
             f"Every dose is a positive number or range, at most {MAX_PLAUSIBLE_DOSE}.",
         ),
         VerifierSpec(
+            "dose_plausibility",
+            check_dose_plausibility,
+            "No dose is above the largest plausible single dose for its unit ("
+            + ", ".join(f"{limit:g} {unit}" for unit, limit in MAX_DOSE_BY_UNIT.items())
+            + ").",
+        ),
+        VerifierSpec(
             "frequency_vocabulary",
             check_frequency_vocabulary,
             "Every frequency maps to the controlled vocabulary (daily, BID, q8h, PRN, ...).",
+        ),
+        VerifierSpec(
+            "dose_in_evidence",
+            check_dose_in_evidence,
+            "The dose and unit are stated in the evidence (words such as 'forty milligrams' "
+            "count); a stopped or held medication's evidence may state none.",
+            required=False,
+        ),
+        VerifierSpec(
+            "evidence_names_drug",
+            check_evidence_names_drug,
+            "Each evidence quote names its medication.",
+            weight=0.5,
+            required=False,
+        ),
+        VerifierSpec(
+            "route_vocabulary",
+            check_route_vocabulary,
+            "Every route is in the vocabulary and agrees with a route its evidence names.",
+            weight=0.5,
+            required=False,
         ),
         VerifierSpec(
             "status_consistency",

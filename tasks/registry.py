@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from ponder.tasktypes import TaskType
-from tasks import contract_review, medrec_extraction
+from tasks import contract_review, math_answer, medrec_extraction
 
 TASKS: dict[str, TaskType] = {
-    contract_review.TASK.name: contract_review.TASK,
-    medrec_extraction.TASK.name: medrec_extraction.TASK,
+    task.name: task
+    for task in (
+        contract_review.TASK,
+        contract_review.FULL_TASK,
+        medrec_extraction.TASK,
+        math_answer.TASK,
+    )
 }
 
 

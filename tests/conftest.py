@@ -26,6 +26,7 @@ ISOLATED_BROKER = f"redis://127.0.0.1:6379/{REDIS_BASE}"
 SPARE_BROKER = f"redis://127.0.0.1:6379/{REDIS_BASE + 1}"
 WORKER_BROKER = f"redis://127.0.0.1:6379/{REDIS_BASE + 2}"
 SMTP_PORT = free_port()
+WORKER_METRICS_PORT = free_port()
 os.environ.update(
     {
         "PONDER_ENVIRONMENT": "test",
@@ -33,7 +34,7 @@ os.environ.update(
         "PONDER_BROKER__URL": WORKER_BROKER,
         "PONDER_NOTIFY__WEBHOOK_ALLOW_HOSTS": '["127.0.0.1"]',
         "PONDER_NOTIFY__SMTP_PORT": str(SMTP_PORT),
-        "PONDER_NOTIFY__WEBHOOK_BACKOFF_BASE_S": "0.5",
+        "PONDER_NOTIFY__WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.3, 0.3]",
         "PONDER_WORKER__HEARTBEAT_S": "2",
         "OMP_NUM_THREADS": "1",
     }
@@ -45,7 +46,8 @@ from ponder.dbadmin import create_database, migrate  # noqa: E402
 from ponder.tenants import issue_key  # noqa: E402
 
 TABLES = (
-    "delivery_attempts, notifications, trace_events, verdicts, candidates, jobs, api_keys, tenants"
+    "delivery_attempts, notifications, trace_events, verdicts, candidates, jobs, inbox_files, "
+    "batches, webhook_endpoints, api_keys, tenants"
 )
 
 
@@ -159,7 +161,9 @@ def worker(database: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     redis.Redis.from_url(WORKER_BROKER).flushdb()
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = start_worker({}, log, concurrency=8)
+    proc = start_worker(
+        {"PONDER_WORKER__METRICS_PORT": str(WORKER_METRICS_PORT)}, log, concurrency=8
+    )
     deadline = time.monotonic() + 120
     while b"ready." not in log_path.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -9,10 +9,14 @@ import threading
 
 from celery import Task
 
+from ponder.alerts import check_alerts, raise_alerts
+from ponder.batches import dispatch
 from ponder.config import get_settings
+from ponder.db import get_engine as database_engine
 from ponder.db import session_scope
+from ponder.nightly import run_nightly
 from ponder.notify.outbox import deliver
-from ponder.queue import DELIVER, RECONCILE, RUN_JOB
+from ponder.queue import CHECK_ALERTS, DELIVER, DISPATCH_BATCH, NIGHTLY_RUN, RECONCILE, RUN_JOB
 from ponder.reconcile import reconcile
 from ponder.runner import run_job
 from worker.app import app
@@ -45,8 +49,35 @@ def deliver_notification_task(self: Task, notification_id: str) -> str:
     return result.status
 
 
+@app.task(name=CHECK_ALERTS)
+def check_alerts_task() -> list[str]:
+    settings = get_settings()
+    with database_engine().connect() as conn:
+        alerts = check_alerts(conn, settings)
+    raise_alerts(alerts, settings)
+    return [a.kind for a in alerts]
+
+
 @app.task(name=RECONCILE)
 def reconcile_task() -> dict[str, int]:
     with session_scope() as session:
         report = reconcile(session=session, settings=get_settings())
     return {"jobs": report.requeued_jobs, "notifications": report.resent_notifications}
+
+
+@app.task(name=DISPATCH_BATCH)
+def dispatch_batch_task(batch_id: str) -> int:
+    with session_scope() as session:
+        return dispatch(session=session, batch_id=batch_id)
+
+
+@app.task(name=NIGHTLY_RUN)
+def nightly_run_task(name: str) -> dict[str, object]:
+    """What beat runs for ``nightly[].name``; a test or an operator can send the same."""
+    report = run_nightly(name=name, settings=get_settings())
+    return {
+        "batch_id": report.batch_id,
+        "submitted": len(report.submitted),
+        "rejected": len(report.rejected),
+        "duplicates": len(report.duplicates),
+    }

@@ -36,6 +36,7 @@ _MULTIPART_SCHEMA = {
         "n": {"type": "integer"},
         "priority": {"type": "integer"},
         "webhook_url": {"type": "string"},
+        "webhook_endpoint_id": {"type": "string"},
         "email": {"type": "string"},
         "metadata": {"type": "string", "description": "A JSON object."},
     },
@@ -65,6 +66,8 @@ def to_public(job: Job) -> JobPublic:
         cost=job.cost,
         metadata=job.metadata_,
         cancel_requested=job.cancel_requested,
+        batch_id=job.batch_id,
+        custom_id=job.custom_id,
     )
 
 

@@ -99,6 +99,23 @@ class GenerationResult:
         return sum(s.completion_tokens for s in self.samples)
 
 
+def p_yes(sample: Sample) -> float:
+    """P(yes) of a yes/no answer: a softmax over the yes and no alternatives at the first
+    position (tokens such as " Yes" or "y" count for their word); the sampled choice when the
+    engine gave no alternatives."""
+    first = sample.top_alternatives[0] if sample.top_alternatives else {}
+    mass = {"yes": 0.0, "no": 0.0}
+    for token, logprob in first.items():
+        word = token.strip().lower()
+        for answer in mass:
+            if word and answer.startswith(word):
+                mass[answer] += math.exp(logprob)
+    total = mass["yes"] + mass["no"]
+    if total > 0:
+        return mass["yes"] / total
+    return 1.0 if sample.text.strip().lower() == "yes" else 0.0
+
+
 class Engine(Protocol):
     model_name: str
 

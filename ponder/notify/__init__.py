@@ -1,1 +1,2 @@
-"""Notifications when a job ends: signed webhooks and email."""
+"""Notifications when a job or a batch ends: signed webhooks (to a job's URL or a registered
+endpoint) and email, through an outbox."""

@@ -1,12 +1,12 @@
-"""The notification outbox: rows written with the job's terminal state, delivered at least
-once with a stable ``webhook-id``, every attempt recorded."""
+"""The notification outbox: rows written in the transaction that ends a job (or a batch),
+delivered at least once with a stable ``webhook-id``, every attempt recorded."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,66 +15,143 @@ from sqlmodel import Session, select
 
 from ponder.config import Settings
 from ponder.db import after_commit
-from ponder.models import DeliveryAttempt, Job, Notification, Tenant, new_id, utcnow
-from ponder.notify import email, webhooks
+from ponder.models import (
+    Batch,
+    DeliveryAttempt,
+    Job,
+    Notification,
+    Tenant,
+    WebhookEndpoint,
+    new_id,
+    utcnow,
+)
+from ponder.notify import email, endpoints, webhooks
+from ponder.notify.payloads import job_payload
 from ponder.queue import send_delivery
 
 logger = logging.getLogger(__name__)
 
-
-def job_payload(job: Job, settings: Settings) -> dict[str, Any]:
-    """What a notification says of a job: ids, status, a summary and links; no content."""
-    base = settings.notify.public_base_url.rstrip("/")
-    result = job.result or {}
-    return {
-        "type": f"job.{job.status}",
-        "timestamp": utcnow().isoformat(),
-        "data": {
-            "job_id": job.id,
-            "status": job.status,
-            "task": job.task,
-            "strategy": job.config.get("strategy", {}).get("name"),
-            "summary": result.get("summary") or job.error or "",
-            "failing_checks": [
-                {"verifier": f["verifier"], "finding_count": len(f.get("findings", []))}
-                for f in result.get("failing_checks", [])
-            ],
-            "tokens": {"prompt": job.prompt_tokens, "completion": job.completion_tokens},
-            "metadata": job.metadata_ or {},
-            "links": {"job": f"{base}/v1/jobs/{job.id}", "trace": f"{base}/v1/jobs/{job.id}/trace"},
-        },
-    }
+LONGEST_COUNTDOWN_S = 600.0
+"""Longer waits are left to the reconciler: a Redis broker redelivers messages whose countdown
+outlives its visibility timeout, and a worker holds counted-down messages in memory."""
+DUE_SLACK_S = 1.0
 
 
 def enqueue_job_notifications(*, session: Session, job: Job, settings: Settings) -> None:
     """Write the outbox rows for a job that just ended; deliveries start after commit."""
-    payload = job_payload(job, settings)
-    targets = [("webhook", job.webhook_url), ("email", job.email)]
-    for channel, target in targets:
-        if not target:
-            continue
-        row = Notification(
+    if job.webhook_url:
+        _write(
+            session,
+            settings,
+            job.tenant_id,
+            "webhook",
+            job.webhook_url,
+            job_payload(job, settings),
             job_id=job.id,
-            tenant_id=job.tenant_id,
-            channel=channel,
-            target=target,
-            event_type=payload["type"],
-            message_id="msg_" + new_id().replace("-", ""),
-            payload=payload,
-            next_attempt_at=utcnow(),
         )
-        session.add(row)
-        after_commit(session, _send_later(row.id))
+    if job.webhook_endpoint_id:
+        endpoint = session.get(WebhookEndpoint, job.webhook_endpoint_id)
+        assert endpoint is not None  # a foreign key
+        payload = job_payload(job, settings, include_content=endpoint.include_content)
+        _write_for_endpoint(session, settings, endpoint, payload, job_id=job.id)
+    if job.email:
+        _write(
+            session,
+            settings,
+            job.tenant_id,
+            "email",
+            job.email,
+            job_payload(job, settings),
+            job_id=job.id,
+        )
 
 
-def _send_later(notification_id: str) -> Callable[[], None]:
-    return lambda: send_delivery(notification_id)
+def enqueue_batch_report(
+    *, session: Session, batch: Batch, payload: dict[str, Any], settings: Settings
+) -> None:
+    if batch.webhook_url:
+        _write(
+            session,
+            settings,
+            batch.tenant_id,
+            "webhook",
+            batch.webhook_url,
+            payload,
+            batch_id=batch.id,
+        )
+    if batch.webhook_endpoint_id:
+        endpoint = session.get(WebhookEndpoint, batch.webhook_endpoint_id)
+        assert endpoint is not None
+        _write_for_endpoint(session, settings, endpoint, payload, batch_id=batch.id)
+    if batch.email:
+        _write(session, settings, batch.tenant_id, "email", batch.email, payload, batch_id=batch.id)
+
+
+def _write_for_endpoint(
+    session: Session,
+    settings: Settings,
+    endpoint: WebhookEndpoint,
+    payload: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    batch_id: str | None = None,
+) -> None:
+    row = _write(
+        session,
+        settings,
+        endpoint.tenant_id,
+        "webhook",
+        endpoint.url,
+        payload,
+        job_id=job_id,
+        batch_id=batch_id,
+        endpoint_id=endpoint.id,
+    )
+    if reason := endpoints.unavailable_reason(endpoint):
+        # Recorded, so that the deliveries list says why nothing was sent.
+        row.status, row.last_error, row.next_attempt_at = "disabled", reason, None
+
+
+def _write(
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    channel: str,
+    target: str,
+    payload: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    batch_id: str | None = None,
+    endpoint_id: str | None = None,
+) -> Notification:
+    row = Notification(
+        tenant_id=tenant_id,
+        channel=channel,
+        target=target,
+        event_type=payload["type"],
+        message_id="msg_" + new_id().replace("-", ""),
+        payload=payload,
+        max_attempts=settings.notify.max_delivery_attempts,
+        next_attempt_at=utcnow(),
+        job_id=job_id,
+        batch_id=batch_id,
+        endpoint_id=endpoint_id,
+    )
+    session.add(row)
+    after_commit(session, functools.partial(_send_if_pending, row))
+    return row
+
+
+def _send_if_pending(row: Notification) -> None:
+    if row.status == "pending":
+        send_delivery(row.id)
 
 
 @dataclass(frozen=True)
 class DeliveryResult:
     status: str
     retry_in_s: float | None = None
+    """Set when the task should count down to the next attempt itself."""
 
 
 def deliver(*, session: Session, notification_id: str, settings: Settings) -> DeliveryResult:
@@ -86,39 +163,33 @@ def deliver(*, session: Session, notification_id: str, settings: Settings) -> De
     ).first()
     if row is None or row.status != "pending":
         return DeliveryResult(row.status if row else "missing")
+    if row.next_attempt_at and row.next_attempt_at > utcnow() + timedelta(seconds=DUE_SLACK_S):
+        return DeliveryResult("not_due")  # a duplicate message; the due one follows
+    endpoint = session.get(WebhookEndpoint, row.endpoint_id) if row.endpoint_id else None
+    if endpoint is not None and (reason := endpoints.unavailable_reason(endpoint)):
+        row.status, row.last_error, row.next_attempt_at = "disabled", reason, None
+        return DeliveryResult("disabled")
     row.attempts += 1
     started = time.monotonic()
     status_code: int | None = None
     error: str | None = None
     retry_after: float | None = None
+    gone = False
     if row.channel == "webhook":
-        tenant = session.get(Tenant, row.tenant_id)
-        assert tenant is not None
-        body = json.dumps(row.payload, separators=(",", ":")).encode()
-        headers = webhooks.signed_headers(
-            tenant.webhook_secret, row.message_id, int(time.time()), body
-        )
-        outcome = webhooks.deliver(
-            row.target,
-            body,
-            headers,
-            timeout_s=settings.notify.webhook_timeout_s,
-            allow_hosts=settings.notify.webhook_allow_hosts,
-        )
+        outcome = _post_webhook(session, row, endpoint, settings)
         status_code, error, retry_after = outcome.status_code, outcome.error, outcome.retry_after_s
         delivered, gone = outcome.delivered, outcome.gone
     else:
-        delivered, gone = _send_email(row, settings), False
+        delivered = _send_email(row, settings)
         if not delivered:
             error = "smtp delivery failed"
-    duration_ms = int((time.monotonic() - started) * 1000)
     session.add(
         DeliveryAttempt(
             notification_id=row.id,
             attempt=row.attempts,
             status_code=status_code,
             error=error,
-            duration_ms=duration_ms,
+            duration_ms=int((time.monotonic() - started) * 1000),
         )
     )
     if delivered:
@@ -127,32 +198,49 @@ def deliver(*, session: Session, notification_id: str, settings: Settings) -> De
     row.last_error = error or f"HTTP {status_code}"
     if gone:
         row.status, row.next_attempt_at = "disabled", None
+        if endpoint is not None:
+            endpoints.disable(endpoint, "the receiver answered 410 Gone")
+            logger.warning("webhook endpoint %s disabled: 410 Gone", endpoint.id)
         return DeliveryResult("disabled")
-    if row.attempts >= settings.notify.webhook_max_attempts:
+    notify = settings.notify
+    delay = webhooks.retry_delay(
+        row.attempts, schedule=notify.webhook_retry_schedule_s, jitter=notify.webhook_retry_jitter
+    )
+    if delay is None or row.attempts >= row.max_attempts:
         row.status, row.next_attempt_at = "failed", None
         logger.warning("notification %s failed after %d attempts", row.id, row.attempts)
         return DeliveryResult("failed")
-    backoff = webhooks.backoff_delay(row.attempts, base_s=settings.notify.webhook_backoff_base_s)
-    # Honour Retry-After, but never wait less than our own schedule or more than six hours.
-    delay = min(6 * 3600.0, max(retry_after or 0.0, backoff))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, notify.webhook_retry_after_max_s))
     row.next_attempt_at = utcnow() + timedelta(seconds=delay)
-    return DeliveryResult("pending", retry_in_s=delay)
+    return DeliveryResult("pending", retry_in_s=delay if delay <= LONGEST_COUNTDOWN_S else None)
+
+
+def _post_webhook(
+    session: Session, row: Notification, endpoint: WebhookEndpoint | None, settings: Settings
+) -> webhooks.DeliveryOutcome:
+    if endpoint is not None:
+        secrets, url = endpoints.signing_secrets(endpoint), endpoint.url
+    else:
+        tenant = session.get(Tenant, row.tenant_id)
+        assert tenant is not None
+        secrets, url = [tenant.webhook_secret], row.target
+    body = json.dumps(row.payload, separators=(",", ":")).encode()
+    headers = webhooks.signed_headers(secrets, row.message_id, int(time.time()), body)
+    return webhooks.deliver(
+        url,
+        body,
+        headers,
+        timeout_s=settings.notify.webhook_timeout_s,
+        allow_hosts=settings.notify.webhook_allow_hosts,
+    )
 
 
 def _send_email(row: Notification, settings: Settings) -> bool:
-    data = row.payload["data"]
-    subject, text, html = email.render_job_email(
-        {
-            "job_id": data["job_id"],
-            "status": data["status"],
-            "task": data["task"],
-            "summary": data["summary"],
-            "link": data["links"]["job"],
-            "failing_checks": data["failing_checks"],
-            "tokens": data["tokens"]["prompt"] + data["tokens"]["completion"],
-            "cost": None,
-        }
-    )
+    if row.event_type.startswith("batch."):
+        subject, text, html = email.render_batch_email(row.payload["data"])
+    else:
+        subject, text, html = email.render_job_email(email.job_context(row.payload["data"]))
     try:
         email.send_email(settings.notify, to=row.target, subject=subject, text=text, html=html)
     except Exception as exc:  # noqa: BLE001 - recorded and retried

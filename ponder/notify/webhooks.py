@@ -55,10 +55,23 @@ class UnsafeWebhookURL(ValueError):
     """The URL may not receive webhooks; the message says what to change."""
 
 
+# Special-purpose ranges some Python versions call global: 192.0.0.0/24 holds Oracle Cloud's
+# metadata service (192.0.0.192); 64:ff9b::/96 (NAT64) reaches the IPv4 address it embeds.
+_SPECIAL_PURPOSE = (ipaddress.ip_network("192.0.0.0/24"),)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why ``ip`` must not be connected to, or None if it is a public address."""
-    if isinstance(ip, ipaddress.IPv6Address) and (embedded := ip.ipv4_mapped or ip.sixtofour):
-        return _refusal(embedded)  # ::ffff:127.0.0.1 and 2002:7f00:1:: reach 127.0.0.1
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            # ::ffff:127.0.0.1, 2002:7f00:1:: and 64:ff9b::7f00:1 all reach 127.0.0.1
+            return _refusal(embedded)
+    if any(ip in network for network in _SPECIAL_PURPOSE):
+        return "special-purpose"
     for kind in ("loopback", "unspecified", "link_local", "multicast", "private", "reserved"):
         if getattr(ip, f"is_{kind}"):
             return kind.replace("_", "-")
@@ -103,8 +116,8 @@ def check_webhook_url(url: str, *, allow_hosts: Sequence[str] = ()) -> list[str]
 class DeliveryOutcome:
     """One delivery attempt. The caller's policy: ``delivered`` (2xx) ends it; ``gone`` (410,
     the receiver asked to stop) disables the endpoint; every other failure (3xx, other 4xx, 5xx,
-    timeouts, connection errors, refusals) is retried on the ``backoff_delay`` schedule up to
-    ``webhook_max_attempts``, as a misconfigured receiver is often fixed within that window."""
+    timeouts, connection errors, refusals) is retried on the ``retry_delay`` schedule (about three
+    days by default), as a misconfigured receiver is often fixed within that window."""
 
     status_code: int | None
     """The receiver's HTTP status; None when no response came back."""
@@ -190,10 +203,12 @@ def deliver(
     return DeliveryOutcome(None, last_error, _elapsed_ms(started), None)
 
 
-def backoff_delay(attempt: int, *, base_s: float, cap_s: float = 6 * 3600) -> float:
-    """Seconds to wait before retry ``attempt`` (from 1): ``base_s * 2**(attempt - 1)``, capped
-    at ``cap_s``, then jittered to 50-100% of that so failed deliveries do not retry in step."""
+def retry_delay(attempt: int, *, schedule: Sequence[float], jitter: float) -> float | None:
+    """Seconds to wait after failed attempt ``attempt`` (from 1): the schedule's entry for it,
+    scaled by a random factor in [1 - jitter, 1 + jitter] so that failed deliveries do not retry
+    in step; None when the schedule is used up."""
     if attempt < 1:
         raise ValueError("attempt counts from 1")
-    ceiling = min(cap_s, base_s * 2.0 ** min(attempt - 1, 64))
-    return random.uniform(ceiling / 2, ceiling)
+    if attempt > len(schedule):
+        return None
+    return schedule[attempt - 1] * random.uniform(1 - jitter, 1 + jitter)

@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.engines.base import Engine, GenerationRequest, GenerationResult, Sample
+from ponder.engines.base import Engine, GenerationRequest, GenerationResult, Sample, p_yes
 from ponder.tasktypes import TaskType
 from ponder.verify import (
+    AskYesNo,
     Verdict,
     aggregate_score,
     failing_checks,
@@ -51,6 +52,8 @@ class BudgetExhausted(Exception):
 
 
 MIN_USEFUL_OUTPUT_TOKENS = 32
+
+JUDGE_SYSTEM_PROMPT = "You check one claim about a document. Answer only yes or no."
 
 _THINKING = re.compile(r"^\s*(?:<think>)?(.*?)</think>\s*", re.DOTALL)
 
@@ -146,6 +149,7 @@ class StrategyContext:
         config: StrategyConfig,
         engine: Engine,
         recorder: Recorder,
+        judges: bool = False,
     ) -> None:
         self.job_id = job_id
         self.task = task
@@ -158,6 +162,8 @@ class StrategyContext:
         self.ledger = TokenLedger()
         self.step_prefix = ""
         """Prepended to every step name, so a strategy run inside another never collides."""
+        self.judges = judges
+        """Whether the task's model-judge verifiers run (frozen on the job at submission)."""
 
     @property
     def tokens_spent(self) -> int:
@@ -185,6 +191,7 @@ class StrategyContext:
             config=self.config.model_copy(update={"name": name, "params": params}),
             engine=self.engine,
             recorder=self.recorder,
+            judges=self.judges,
         )
         child.candidates = self.candidates
         child.ledger = self.ledger
@@ -352,6 +359,7 @@ class StrategyContext:
             output_model=self.task.output_model,
             document=self.document,
             verifiers=self.task.verifiers,
+            ask_yes_no=self._judge_asker(step, sample.index) if self.judges else None,
         )
         return ScoredCandidate(
             step=step,
@@ -364,6 +372,30 @@ class StrategyContext:
             completion_tokens=sample.completion_tokens,
             finish_reason=sample.finish_reason,
         )
+
+    def _judge_asker(self, step: str, idx: int) -> AskYesNo:
+        """What a model-judge verifier calls for each question about candidate ``idx``: one
+        greedy engine call constrained to yes or no, charged to the job like any other."""
+        asked = 0
+        raw_step = step.removeprefix(self.step_prefix)  # generate adds the prefix itself
+
+        def ask_yes_no(prompt: str) -> float:
+            nonlocal asked
+            asked += 1
+            result = self.generate(
+                step=f"{raw_step}/judge-{idx}-{asked}",
+                messages=(
+                    {"role": "system", "content": JUDGE_SYSTEM_PROMPT},
+                    {"role": "user", "content": prompt},
+                ),
+                choice=("yes", "no"),
+                top_logprobs=5,
+                max_tokens=2,
+                temperature=0.0,
+            )
+            return p_yes(result.samples[0]) if result.samples else 0.0
+
+        return ask_yes_no
 
 
 def selection_key(candidate: ScoredCandidate) -> tuple[bool, float, float]:

@@ -3,12 +3,11 @@ model's own yes/no judgement, then the best chain finished into the schema."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.engines.base import Sample
+from ponder.engines.base import p_yes
 from ponder.prompts import render
 from ponder.strategies.base import BudgetExhausted, StrategyContext, StrategyOutcome, outcome_from
 
@@ -134,19 +133,3 @@ def _judge(ctx: StrategyContext, step: str, steps: tuple[str, ...]) -> float:
         temperature=0.0,
     )
     return p_yes(result.samples[0]) if result.samples else 0.0
-
-
-def p_yes(sample: Sample) -> float:
-    """Softmax over the yes/no alternatives at the first position (tokens such as " Yes" or
-    "y" count for their word); the sampled choice when the engine gave no alternatives."""
-    first = sample.top_alternatives[0] if sample.top_alternatives else {}
-    mass = {"yes": 0.0, "no": 0.0}
-    for token, logprob in first.items():
-        word = token.strip().lower()
-        for answer in mass:
-            if word and answer.startswith(word):
-                mass[answer] += math.exp(logprob)
-    total = mass["yes"] + mass["no"]
-    if total > 0:
-        return mass["yes"] / total
-    return 1.0 if sample.text.strip().lower() == "yes" else 0.0

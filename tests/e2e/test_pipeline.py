@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
@@ -162,3 +163,18 @@ def test_metrics_count_the_finished_job_with_its_tokens_and_latency(api, tenant,
     assert lines['ponder_job_latency_seconds_bucket{le="+Inf",task="medrec_extraction"}'] >= 1
     assert 'ponder_queue_depth{queue="reasoning"}' in lines
     assert any(k.startswith("ponder_verdicts_total{") for k in lines)
+
+
+def test_worker_metrics_show_its_engine_took_requests(api, tenant, worker):
+    from tests.conftest import WORKER_METRICS_PORT
+
+    body = {"task": "medrec_extraction", "document": NOTE, "strategy": "single"}
+    wait_for_status(api.post("/v1/jobs", json=body, headers=tenant.headers).json()["id"], ENDED)
+    text = httpx.get(f"http://127.0.0.1:{WORKER_METRICS_PORT}/metrics").text
+    peak = next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("ponder_engine_requests_peak ")
+    )
+    assert peak >= 1
+    assert "ponder_engine_requests_in_flight 0.0" in text

@@ -13,10 +13,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from ponder.notify.webhooks import (
     DeliveryOutcome,
     UnsafeWebhookURL,
-    backoff_delay,
     check_webhook_url,
     deliver,
     generate_secret,
+    retry_delay,
     sign,
     signed_headers,
 )
@@ -89,6 +89,32 @@ REFUSED = [
     ("http://[2002:7f00:1::]/hook", "6to4-loopback"),
     ("http://224.0.0.1/hook", "multicast"),
     ("http:///hook", "no-host"),
+    ("http://[::]/hook", "ipv6-unspecified"),
+    ("http://0/hook", "zero-address"),
+    ("http://[::127.0.0.1]/hook", "ipv4-compatible-loopback"),
+    ("http://[::ffff:7f00:1]/hook", "ipv4-mapped-hex-loopback"),
+    ("http://[0:0:0:0:0:ffff:169.254.169.254]/hook", "ipv4-mapped-metadata"),
+    ("http://[64:ff9b::a9fe:a9fe]/hook", "nat64-metadata"),
+    ("http://[2001::1]/hook", "teredo"),
+    ("http://[fd00:ec2::254]/hook", "aws-ipv6-metadata"),
+    ("http://[fe80::1%25eth0]/hook", "ipv6-link-local-zone"),
+    ("http://[ff02::1]/hook", "ipv6-multicast"),
+    ("http://100.100.100.200/hook", "alibaba-metadata"),
+    ("http://192.0.0.192/hook", "ietf-protocol-assignments"),
+    ("http://198.18.0.1/hook", "benchmarking"),
+    ("http://192.0.2.1/hook", "documentation"),
+    ("http://240.0.0.1/hook", "reserved-class-e"),
+    ("http://255.255.255.255/hook", "broadcast"),
+    ("http://0x7f.1/hook", "hex-short-loopback"),
+    ("http://0177.0.0.01/hook", "octal-octets-loopback"),
+    ("http://017700000001/hook", "octal-integer-loopback"),
+    ("http://127.000.000.001/hook", "zero-padded-loopback"),
+    ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/hook", "fullwidth-digits-loopback"),
+    ("http://localhost./hook", "localhost-trailing-dot"),
+    ("HTTP://127.0.0.1/hook", "uppercase-scheme-loopback"),
+    ("http://127.0.0.1:80@example.com/hook", "userinfo-smuggled-host"),
+    ("http://%31%32%37.0.0.1/hook", "percent-encoded-host"),
+    ("gopher://example.com/hook", "scheme-gopher"),
 ]
 
 
@@ -115,6 +141,10 @@ def test_unresolvable_host_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_dns(monkeypatch, "hooks.example.com", ["93.184.216.34"])
     with pytest.raises(UnsafeWebhookURL, match="cannot resolve"):
         check_webhook_url("https://nowhere.example.com/hook")
+
+
+def test_nat64_address_of_a_public_ipv4_is_allowed() -> None:
+    assert check_webhook_url("http://[64:ff9b::808:808]/hook") == ["64:ff9b::808:808"]
 
 
 def test_allow_hosts_permits_loopback() -> None:
@@ -233,13 +263,21 @@ def test_unsafe_url_at_delivery_is_refused_without_connecting() -> None:
     assert outcome.error is not None and outcome.error.startswith("refused: ")
 
 
-def test_backoff_grows_and_stays_within_bounds() -> None:
-    for attempt in range(1, 30):
-        ceiling = min(6 * 3600, 2.0 * 2 ** (attempt - 1))
-        delays = [backoff_delay(attempt, base_s=2.0) for _ in range(50)]
-        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
-    assert backoff_delay(5, base_s=2.0) > backoff_delay(1, base_s=2.0)
-    assert backoff_delay(10_000, base_s=2.0, cap_s=60) <= 60
+def test_retry_delay_follows_the_schedule_within_its_jitter() -> None:
+    schedule = [5.0, 300.0, 1800.0]
+    for attempt, planned in enumerate(schedule, start=1):
+        delays = [retry_delay(attempt, schedule=schedule, jitter=0.2) for _ in range(50)]
+        assert all(0.8 * planned <= delay <= 1.2 * planned for delay in delays)
+        assert len(set(delays)) > 1  # jittered, so failed deliveries do not retry in step
+    assert retry_delay(4, schedule=schedule, jitter=0.2) is None  # the schedule is used up
+
+
+def test_default_retry_schedule_spans_about_three_days() -> None:
+    from ponder.config import NotifySettings
+
+    schedule = NotifySettings().webhook_retry_schedule_s
+    assert 2.5 * 86400 <= sum(schedule) <= 3.5 * 86400
+    assert schedule == sorted(schedule)
 
 
 def _fake_dns(monkeypatch: pytest.MonkeyPatch, host: str, addresses: list[str]) -> None:

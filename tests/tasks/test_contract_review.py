@@ -1,139 +1,83 @@
+"""contract_review and contract_review_full: the taxonomy, the bounded schemas, the prompts,
+and hand-written reviews through every verifier."""
+
 import json
 from pathlib import Path
 
 import pytest
 
-from ponder.verify import SCHEMA_VERIFIER, verify_candidate
+from ponder.verify import SCHEMA_VERIFIER
 from tasks.contract_review import (
     CATEGORIES,
+    FULL_TASK,
     TASK,
-    ContractReview,
-    Finding,
-    check_category_vocabulary,
-    check_no_duplicates,
-    check_nonempty_rationale,
-    check_quote_grounding,
+    FullContractReview,
     normalise,
 )
 from tasks.registry import TASKS, get_task
+from tests.tasks.contract_fixtures import at, finding, review, verdicts_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "contract_msa.txt"
-DOCUMENT = (
-    "This Agreement is governed by the laws of the State of New York.\n"
-    "Customer's total liability shall not exceed  the fees paid in the prior 12 months."
-)
 
 
-GOVERNING_LAW = {
-    "category": "governing_law",
-    "quote": "governed by the laws of the State of New York",
-    "risk": "low",
-    "rationale": "Neutral choice of a commercial forum.",
-}
-
-
-def finding(**changes):
-    return Finding(**GOVERNING_LAW | changes)
-
-
-def review(*findings):
-    return ContractReview(findings=list(findings))
-
-
-def verdicts_for(output, document=DOCUMENT):
-    text = output if isinstance(output, str) else output.model_dump_json()
-    _, verdicts = verify_candidate(
-        text=text, output_model=TASK.output_model, document=document, verifiers=TASK.verifiers
-    )
-    return {v.verifier: v for v in verdicts}
-
-
-def test_taxonomy_has_the_41_cuad_categories():
+def test_taxonomy_has_the_41_cuad_categories_each_described():
     assert len(CATEGORIES) == 41
     assert {"governing_law", "cap_on_liability", "rofr_rofo_rofn"} <= set(CATEGORIES)
     assert all(description.strip() for description in CATEGORIES.values())
 
 
-def test_grounded_finding_passes_every_verifier():
+def test_grounded_finding_with_true_offsets_passes_every_verifier():
+    cap = at("total liability shall not exceed", category="cap_on_liability")
+    verdicts = verdicts_for(review(finding(), cap))
+    assert all(v.passed and v.score == 1.0 for v in verdicts.values()), verdicts
+
+
+def test_a_review_that_misses_a_cued_category_passes_every_required_verifier():
     verdicts = verdicts_for(review(finding()))
-    assert all(v.passed and v.score == 1.0 for v in verdicts.values())
+    assert all(v.passed for v in verdicts.values() if v.required)
+    assert not verdicts["coverage"].passed
 
 
-def test_fabricated_quote_fails_grounding_and_is_named():
-    fabricated = finding(quote="Provider may terminate at will without notice.")
-    result = check_quote_grounding(review(finding(), fabricated), DOCUMENT)
-    assert not result.passed
-    assert result.score == 0.5
-    assert result.findings == [
-        "governing_law: quote 'Provider may terminate at will without notice.' "
-        "does not occur in the document"
-    ]
-
-
-def test_grounding_names_a_long_quote_truncated_to_80_characters():
-    result = check_quote_grounding(review(finding(quote="x" * 300)), DOCUMENT)
-    named = result.findings[0].split("'")[1]
-    assert len(named) == 80
-
-
-def test_grounding_ignores_case_whitespace_and_quote_style():
-    quote = "CUSTOMER\u2019S total liability shall not exceed the fees paid"
-    assert check_quote_grounding(review(finding(quote=quote)), DOCUMENT).passed
-
-
-def test_whitespace_only_quote_fails_grounding():
-    assert not check_quote_grounding(review(finding(quote="   ")), DOCUMENT).passed
-
-
-def test_empty_findings_pass_every_verifier():
+def test_empty_findings_fail_only_coverage_when_a_cue_is_in_the_contract():
     verdicts = verdicts_for(review())
-    assert all(v.passed and v.score == 1.0 for v in verdicts.values())
+    failing = {name for name, v in verdicts.items() if not v.passed}
+    assert failing == {"coverage"}  # "governed by the laws of" is a cue for governing_law
 
 
-def test_category_outside_taxonomy_fails_vocabulary():
-    # An unconstrained engine can emit any string; model_construct skips the schema like it.
-    rogue = Finding.model_construct(
-        category="confidentiality", quote="governed by", risk="low", rationale="x"
-    )
-    result = check_category_vocabulary(ContractReview.model_construct(findings=[rogue]), "")
-    assert not result.passed
-    assert result.findings == ["category 'confidentiality' is not in the taxonomy"]
-
-
-def test_same_category_and_quote_twice_fails_no_duplicates():
-    twice = review(finding(), finding(quote="  GOVERNED by the laws of the State of New York"))
-    result = check_no_duplicates(twice, DOCUMENT)
-    assert not result.passed
-    assert result.score == 0.5
-    assert "is listed 2 times" in result.findings[0]
-
-
-def test_same_quote_under_two_categories_is_not_a_duplicate():
-    two = review(finding(), finding(category="document_name"))
-    assert check_no_duplicates(two, DOCUMENT).passed
-
-
-def test_blank_rationale_fails_nonempty_rationale():
-    result = check_nonempty_rationale(review(finding(rationale="  ")), DOCUMENT)
-    assert not result.passed
-    assert result.findings[0].endswith("has an empty rationale")
-
-
-def test_rationale_that_repeats_the_quote_fails_nonempty_rationale():
-    parrot = finding(rationale="Governed by the laws of the State of New York")
-    assert not check_nonempty_rationale(review(parrot), DOCUMENT).passed
-
-
-def test_optional_verifiers_weigh_half():
+def test_optional_verifiers_and_their_weights():
     optional = {v.name: v.weight for v in TASK.verifiers if not v.required}
-    assert optional == {"no_duplicates": 0.5, "nonempty_rationale": 0.5}
+    assert optional == {
+        "offsets": 0.5,
+        "no_duplicates": 0.5,
+        "nonempty_rationale": 0.5,
+        "coverage": 0.5,
+        "judge": 1.0,
+    }
 
 
-def test_normalise_ignores_order_risk_rationale_and_case():
-    cap = finding(category="cap_on_liability", quote="total liability shall not exceed")
+def test_the_model_judge_is_declared_but_off_by_default():
+    assert [v.name for v in TASK.verifiers if v.judge] == ["judge"]
+    assert "judge" not in TASK.verifier_names()
+    assert "judge" in TASK.verifier_names(judges=True)
+
+
+def test_judge_runs_only_for_task_types_named_in_the_settings(monkeypatch):
+    from ponder.config import get_settings
+
+    monkeypatch.setenv("PONDER_TASKS__JUDGE_VERIFIERS", '["contract_review"]')
+    get_settings.cache_clear()
+    try:
+        assert TASK.judges_enabled() and "judge" in TASK.verifier_names()
+        assert not FULL_TASK.judges_enabled()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_normalise_ignores_order_offsets_risk_rationale_and_case():
+    cap = at("total liability shall not exceed", category="cap_on_liability")
     first = review(finding(), cap)
     second = review(
-        cap.model_copy(update={"risk": "high", "rationale": "other"}),
+        cap.model_copy(update={"risk": "high", "rationale": "other", "start": 0, "end": 3}),
         finding(quote="GOVERNED BY the laws of the State of New York"),
     )
     assert normalise(first) == normalise(second)
@@ -144,7 +88,7 @@ def test_invalid_json_fails_schema_and_leaves_every_verifier_not_checked():
     verdicts = verdicts_for('{"findings": [')
     assert not verdicts[SCHEMA_VERIFIER].passed
     others = [v for name, v in verdicts.items() if name != SCHEMA_VERIFIER]
-    assert len(others) == len(TASK.verifiers)
+    assert len(others) == len(TASK.verifier_names())
     assert all(not v.passed and "not checked" in v.findings[0] for v in others)
 
 
@@ -154,8 +98,19 @@ def test_output_schema_is_bounded():
     item = schema["$defs"]["Finding"]["properties"]
     assert item["quote"]["maxLength"] == 300
     assert item["rationale"]["maxLength"] == 200
+    for offset in ("start", "end"):
+        assert item[offset]["type"] == "integer"
+        assert item[offset]["minimum"] == 0 and item[offset]["maximum"] == 100_000
     assert set(item["category"]["enum"]) == set(CATEGORIES)
     assert item["risk"]["enum"] == ["low", "medium", "high"]
+
+
+def test_full_review_schema_bounds_the_absent_list_to_the_taxonomy():
+    schema = FULL_TASK.json_schema()
+    assert schema["properties"]["findings"]["maxItems"] == 12
+    absent = schema["properties"]["absent"]
+    assert absent["maxItems"] == 41
+    assert set(absent["items"]["enum"]) == set(CATEGORIES)
 
 
 def test_too_many_findings_fail_the_schema():
@@ -163,12 +118,23 @@ def test_too_many_findings_fail_the_schema():
     assert not verdicts_for(text)[SCHEMA_VERIFIER].passed
 
 
-def test_prompt_contains_the_document_and_every_category_id():
+def test_negative_offsets_fail_the_schema():
+    text = json.dumps({"findings": [finding().model_dump() | {"start": -1}]})
+    assert not verdicts_for(text)[SCHEMA_VERIFIER].passed
+
+
+def test_prompt_contains_the_document_every_category_id_and_asks_for_offsets():
     system, user = TASK.messages("UNIQUE-CONTRACT-TEXT")
     assert system["role"] == "system" and user["role"] == "user"
     assert "UNIQUE-CONTRACT-TEXT" in user["content"]
     listed = {line[2:] for line in user["content"].splitlines() if line.startswith("- ")}
     assert set(CATEGORIES) <= listed
+    assert '"start"' in user["content"] and '"end"' in user["content"]
+
+
+def test_full_review_prompt_asks_for_the_absent_categories():
+    _, user = FULL_TASK.messages("UNIQUE-CONTRACT-TEXT")
+    assert '"absent"' in user["content"] and "UNIQUE-CONTRACT-TEXT" in user["content"]
 
 
 def test_messages_render_for_the_sample_contract():
@@ -178,33 +144,71 @@ def test_messages_render_for_the_sample_contract():
     assert len(TASK.template_version()) == 12
 
 
-def test_hand_written_review_of_the_sample_passes_every_verifier():
-    sample = review(
-        finding(quote="governed by the laws of the State of New York"),
-        finding(
+def _sample_review(document: str) -> list:
+    return [
+        at("governed by the laws of the State of New York", document),
+        at(
+            "Customer may terminate this Agreement or any statement of work for convenience at "
+            "any time upon thirty (30) days' prior written notice to Provider.",
+            document,
             category="termination_for_convenience",
-            quote="Customer may terminate this Agreement or any statement of work for "
-            "convenience at any time upon thirty (30) days' prior written notice to Provider.",
             risk="medium",
         ),
-        finding(
+        at(
+            "EACH PARTY'S TOTAL LIABILITY ARISING OUT OF THIS AGREEMENT SHALL NOT EXCEED THE "
+            "FEES PAID BY CUSTOMER IN THE TWELVE (12) MONTHS",
+            document,
             category="cap_on_liability",
-            quote="each party's total liability arising out of this agreement shall not "
-            "exceed the fees paid by customer in the twelve (12) months",
         ),
-        finding(
+        at(
+            "neither party will solicit for employment any employee of the other party",
+            document,
             category="no_solicit_of_employees",
-            quote="neither party will solicit for employment any employee of the other party",
         ),
-        finding(category="anti_assignment", quote="Neither party may assign this Agreement"),
-    )
-    verdicts = verdicts_for(sample, document=SAMPLE.read_text())
+        at("Neither party may assign this Agreement", document, category="anti_assignment"),
+        at("renews automatically for successive one-year terms", document,
+           category="renewal_term"),
+        at("entered into as of March 1, 2024", document, category="agreement_date"),
+        at("written notice of non-renewal at least sixty (60) days before the end of the "
+           "then-current term", document, category="notice_period_to_terminate_renewal"),
+    ]  # fmt: skip
+
+
+def test_sample_review_at_its_limit_records_the_cued_category_it_had_no_room_for():
+    document = SAMPLE.read_text()
+    coverage = verdicts_for(review(*_sample_review(document)), document=document)["coverage"]
+    assert coverage.passed and coverage.score < 1
+    assert "at its limit of 8 findings" in coverage.findings[0]
+    assert "effective_date not reported" in coverage.findings[1]
+
+
+def test_hand_written_review_of_the_sample_passes_every_verifier():
+    document = SAMPLE.read_text()
+    verdicts = verdicts_for(review(*_sample_review(document)), document=document)
     assert all(v.passed for v in verdicts.values()), verdicts
 
 
-def test_registry_finds_the_task_by_name():
+def test_hand_written_full_review_of_the_sample_passes_every_verifier():
+    document = SAMPLE.read_text()
+    findings = _sample_review(document)
+    found = {f.category for f in findings}
+    full = FullContractReview(
+        findings=findings + [at('the "Effective Date"', document, category="effective_date")],
+        absent=[c for c in CATEGORIES if c not in found | {"effective_date"}],
+    )
+    verdicts = verdicts_for(full, document=document, task=FULL_TASK)
+    assert all(v.passed for v in verdicts.values()), verdicts
+
+
+def test_registry_finds_each_task_by_name():
     assert get_task("contract_review") is TASK
-    assert set(TASKS) == {"contract_review", "medrec_extraction"}
+    assert get_task("contract_review_full") is FULL_TASK
+    assert set(TASKS) == {
+        "contract_review",
+        "contract_review_full",
+        "medrec_extraction",
+        "math_answer",
+    }
 
 
 def test_registry_raises_key_error_for_an_unknown_task():

@@ -164,9 +164,24 @@ def test_same_drug_at_two_doses_is_not_a_duplicate():
     assert check_no_duplicates(meds(med(), med(dose="100", status="new")), "").passed
 
 
-def test_optional_verifiers_weigh_half():
+def test_required_and_optional_verifiers():
+    required = [v.name for v in TASK.verifiers if v.required]
+    assert required == [
+        "name_grounding",
+        "evidence_grounding",
+        "drug_lexicon",
+        "dose_format",
+        "dose_plausibility",
+        "frequency_vocabulary",
+    ]
     optional = {v.name: v.weight for v in TASK.verifiers if not v.required}
-    assert optional == {"status_consistency": 0.5, "no_duplicates": 0.5}
+    assert optional == {
+        "dose_in_evidence": 1.0,
+        "evidence_names_drug": 0.5,
+        "route_vocabulary": 0.5,
+        "status_consistency": 0.5,
+        "no_duplicates": 0.5,
+    }
 
 
 def test_normalise_keys_on_lowercased_name_and_normalised_frequency():

@@ -26,7 +26,7 @@ def test_feeds_back_the_exact_findings_of_the_failing_checks():
     outcome, engine, recorder = run({"round-1": [invented], "round-2": [GOOD]})
     failures = failing_checks(recorder.steps["round-1"][0].verdicts)
     findings = [f for failure in failures for f in failure["findings"]]
-    assert len(findings) == 2
+    assert len(findings) == 3  # name and evidence not in the note, name not a drug
     messages = engine.requests[1].messages
     assert messages[:2] == TASK.messages(DOC)
     assert messages[2] == {"role": "assistant", "content": invented}

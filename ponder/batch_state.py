@@ -1,0 +1,112 @@
+"""A batch's state, derived from its items' states, and its report, written in the transaction
+that ends its last item. A batch never reads as done while items failed without saying so:
+the counts per state are always given, and the state names failures."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from ponder.config import Settings
+from ponder.models import Batch, Job, JobStatus, utcnow
+from ponder.notify.outbox import enqueue_batch_report
+from ponder.notify.payloads import MAX_REPORTED_FAILURES, batch_payload
+
+logger = logging.getLogger(__name__)
+
+PENDING = (JobStatus.queued.value, JobStatus.running.value)
+FAILED = (JobStatus.failed.value, JobStatus.expired.value)
+
+
+def count_items(session: Session, batch_id: str) -> tuple[dict[str, int], datetime | None]:
+    """Items per job state (every state present, zeros included) and when the first started."""
+    counts = {status.value: 0 for status in JobStatus}
+    first_started: datetime | None = None
+    rows = session.execute(
+        sa.select(col(Job.status), sa.func.count(), sa.func.min(col(Job.started_at)))
+        .where(col(Job.batch_id) == batch_id)
+        .group_by(col(Job.status))
+    ).all()
+    for status, count, started in rows:
+        counts[status] = count
+        if started is not None and (first_started is None or started < first_started):
+            first_started = started
+    return counts, first_started
+
+
+def derive_status(batch: Batch, counts: dict[str, int]) -> str:
+    """``queued`` (nothing started), ``running``, ``cancelling`` (cancelled, items still
+    running); once every item ended: ``cancelled``, ``succeeded`` (every item), ``needs_review``
+    (none failed, some need review), ``failed`` (every item failed) or
+    ``completed_with_failures`` (some items failed or were cancelled, or inbox files were
+    rejected)."""
+    total = sum(counts.values())
+    pending = sum(counts[s] for s in PENDING)
+    if pending:
+        if batch.cancel_requested_at is not None:
+            return "cancelling"
+        return "queued" if pending == counts[JobStatus.queued.value] == total else "running"
+    if batch.cancel_requested_at is not None:
+        return "cancelled"
+    failed = sum(counts[s] for s in FAILED)
+    rejected = len(batch.rejected_files or [])  # inbox files a nightly run could not submit
+    if total == 0:
+        return "failed" if rejected else "succeeded"
+    if counts[JobStatus.succeeded.value] == total and not rejected:
+        return "succeeded"
+    if failed == total:
+        return "failed"
+    if failed or rejected or counts[JobStatus.cancelled.value]:
+        return "completed_with_failures"
+    return "needs_review"
+
+
+def close_batch_if_ended(*, session: Session, batch_id: str, settings: Settings) -> bool:
+    """Called in the transaction that ends an item. The batch row is locked before the items
+    are counted, so of two last items ending at once the second sees the first's commit."""
+    batch = session.exec(select(Batch).where(Batch.id == batch_id).with_for_update()).one()
+    if batch.finished_at is not None:
+        return False
+    still_pending = session.execute(
+        sa.select(sa.literal(1))
+        .where(col(Job.batch_id) == batch_id, col(Job.status).in_(PENDING))
+        .limit(1)
+    ).first()
+    if still_pending is not None:
+        return False
+    batch.finished_at = utcnow()
+    session.add(batch)
+    counts, _ = count_items(session, batch_id)
+    status = derive_status(batch, counts)
+    failures, failure_count = _failures(session, batch_id)
+    payload = batch_payload(
+        batch,
+        status=status,
+        counts=counts,
+        failures=failures,
+        failure_count=failure_count,
+        settings=settings,
+    )
+    enqueue_batch_report(session=session, batch=batch, payload=payload, settings=settings)
+    logger.info("batch %s round %d ended %s", batch.id, batch.round, status)
+    return True
+
+
+def _failures(session: Session, batch_id: str) -> tuple[list[dict[str, Any]], int]:
+    where = (col(Job.batch_id) == batch_id, col(Job.status).in_(FAILED))
+    count = session.execute(sa.select(sa.func.count()).select_from(Job).where(*where)).scalar_one()
+    rows = session.execute(
+        sa.select(col(Job.custom_id), col(Job.id), col(Job.status), col(Job.error))
+        .where(*where)
+        .order_by(col(Job.batch_index))
+        .limit(MAX_REPORTED_FAILURES)
+    ).all()
+    failures = [
+        {"custom_id": custom_id, "job_id": job_id, "status": status, "error": error or status}
+        for custom_id, job_id, status, error in rows
+    ]
+    return failures, int(count)

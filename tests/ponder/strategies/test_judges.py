@@ -1,0 +1,54 @@
+"""StrategyContext and model-judge verifiers: off by default; when the job enables them, each
+question is a greedy engine call constrained to yes or no, charged to the job."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ponder.engines.base import GenerationRequest, Sample
+from tasks.contract_review import TASK
+from tests.ponder.strategies.scripted import ScriptedEngine, make_context, run_like_runner
+from tests.tasks.contract_fixtures import DOCUMENT, finding
+
+REVIEW = json.dumps({"findings": [finding().model_dump()]})
+
+
+def respond(request: GenerationRequest) -> list[str | Sample]:
+    if request.choice is not None:
+        alternatives = {"yes": math.log(0.75), "no": math.log(0.25)}
+        return [Sample(0, "yes", 1, "stop", [math.log(0.75)], [alternatives])]
+    return [REVIEW] * request.n
+
+
+def run(judges: bool):
+    engine = ScriptedEngine(respond=respond)
+    ctx = make_context(TASK, DOCUMENT, engine, name="best_of_n", n=2)
+    ctx.judges = judges
+    return run_like_runner(ctx), engine, ctx
+
+
+def test_judges_are_off_by_default_and_never_call_the_engine():
+    outcome, engine, _ = run(judges=False)
+    assert len(engine.requests) == 1
+    assert "judge" not in {v.verifier for v in outcome.selected.verdicts}
+
+
+def test_enabled_judges_ask_a_constrained_yes_no_per_finding_and_are_charged():
+    outcome, engine, ctx = run(judges=True)
+    questions = [r for r in engine.requests if r.choice is not None]
+    assert len(questions) == 2  # one finding in each of the two candidates
+    assert all(
+        r.choice == ("yes", "no") and r.top_logprobs == 5 and r.temperature == 0.0
+        and r.max_tokens == 2 for r in questions
+    )  # fmt: skip
+    assert [r.request_id for r in questions] == ["job-1:sample/judge-0-1", "job-1:sample/judge-1-1"]
+    assert "governing_law" in questions[0].messages[-1]["content"]
+    verdict = next(v for v in outcome.selected.verdicts if v.verifier == "judge")
+    assert verdict.passed and verdict.score == 0.75
+    assert len(ctx.recorder.charged) == 3
+
+
+def test_a_scoped_context_keeps_the_judges_setting():
+    _, _, ctx = run(judges=True)
+    assert ctx.scoped("esc1/", name="single", params={}).judges

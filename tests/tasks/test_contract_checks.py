@@ -1,0 +1,204 @@
+"""Each contract review check, with hand-written passing and failing reviews."""
+
+from tasks.contract_checks import (
+    check_category_vocabulary,
+    check_coverage,
+    check_full_coverage,
+    check_judge,
+    check_no_duplicates,
+    check_nonempty_rationale,
+    check_offsets,
+    check_quote_grounding,
+)
+from tasks.contract_review import CATEGORIES, ContractReview, Finding, FullContractReview
+from tests.tasks.contract_fixtures import DOCUMENT, START, at, finding, review
+
+
+def test_fabricated_quote_fails_grounding_and_is_named():
+    fabricated = finding(quote="Provider may terminate at will without notice.")
+    result = check_quote_grounding(review(finding(), fabricated), DOCUMENT)
+    assert not result.passed
+    assert result.score == 0.5
+    assert result.findings == [
+        "governing_law: quote 'Provider may terminate at will without notice.' "
+        "does not occur in the document"
+    ]
+
+
+def test_grounding_names_a_long_quote_truncated_to_80_characters():
+    result = check_quote_grounding(review(finding(quote="x" * 300)), DOCUMENT)
+    named = result.findings[0].split("'")[1]
+    assert len(named) == 80
+
+
+def test_grounding_ignores_case_whitespace_and_quote_style():
+    quote = "CUSTOMER\u2019S total liability shall not exceed the fees paid"
+    result = check_quote_grounding(review(finding(quote=quote)), DOCUMENT)
+    assert result.passed and result.score == 1.0 and result.findings == []
+
+
+def test_near_exact_quote_passes_grounding_and_records_its_edit_ratio():
+    # One letter dropped: one edit over the 44 characters of the quote.
+    quote = "governed by the laws of the State of New Yrk"
+    result = check_quote_grounding(review(finding(quote=quote)), DOCUMENT)
+    assert result.passed
+    assert result.score == 1 - 0.023
+    assert result.findings == [
+        f"governing_law: quote '{quote}' occurs near-exactly at {START}-{START + 45} "
+        "(edit ratio 0.023, at most 0.1)"
+    ]
+
+
+def test_quote_beyond_the_edit_ratio_fails_grounding():
+    quote = "governed by the statutes of the Commonwealth of New York"
+    assert not check_quote_grounding(review(finding(quote=quote)), DOCUMENT).passed
+
+
+def test_whitespace_only_quote_fails_grounding():
+    assert not check_quote_grounding(review(finding(quote="   ")), DOCUMENT).passed
+
+
+def test_true_offsets_pass_and_the_location_is_recorded():
+    result = check_offsets(review(finding()), DOCUMENT)
+    assert result.passed
+    assert result.findings == [f"governing_law: quote at {START}-{START + 45} (exact)"]
+
+
+def test_wrong_offsets_fail_and_name_where_the_quote_really_is():
+    result = check_offsets(review(finding(start=0, end=10)), DOCUMENT)
+    assert not result.passed and result.score == 0.0
+    assert result.findings == [
+        f"governing_law: offsets 0-10 do not hold the quote; it is at {START}-{START + 45} (exact)"
+    ]
+
+
+def test_offsets_that_hold_the_quote_up_to_case_and_spacing_pass():
+    quote = "TOTAL LIABILITY SHALL NOT EXCEED THE FEES"
+    located = DOCUMENT.index("total liability shall not exceed  the fees")
+    wide = finding(quote=quote, start=located, end=located + len(quote) + 1)
+    assert check_offsets(review(wide), DOCUMENT).passed
+
+
+def test_offsets_of_an_ungrounded_quote_are_left_to_grounding():
+    assert check_offsets(review(finding(quote="not in the contract")), DOCUMENT).passed
+
+
+def test_category_outside_taxonomy_fails_vocabulary():
+    # An unconstrained engine can emit any string; model_construct skips the schema like it.
+    rogue = Finding.model_construct(
+        category="confidentiality", quote="governed by", risk="low", rationale="x"
+    )
+    result = check_category_vocabulary(ContractReview.model_construct(findings=[rogue]), "")
+    assert not result.passed
+    assert result.findings == ["category 'confidentiality' is not in the taxonomy"]
+
+
+def test_taxonomy_categories_pass_vocabulary():
+    assert check_category_vocabulary(review(finding()), DOCUMENT).passed
+
+
+def test_same_category_and_quote_twice_fails_no_duplicates():
+    twice = review(finding(), finding(quote="  GOVERNED by the laws of the State of New York"))
+    result = check_no_duplicates(twice, DOCUMENT)
+    assert not result.passed
+    assert result.score == 0.5
+    assert "is listed twice" in result.findings[0]
+
+
+def test_a_quote_inside_another_of_the_same_category_fails_no_duplicates():
+    inner = finding(quote="laws of the State of New York")
+    result = check_no_duplicates(review(finding(), inner), DOCUMENT)
+    assert not result.passed
+    assert "one quote inside the other" in result.findings[0]
+
+
+def test_same_quote_under_two_categories_is_not_a_duplicate():
+    two = review(finding(), finding(category="document_name"))
+    assert check_no_duplicates(two, DOCUMENT).passed
+
+
+def test_blank_rationale_fails_nonempty_rationale():
+    result = check_nonempty_rationale(review(finding(rationale="  ")), DOCUMENT)
+    assert not result.passed
+    assert result.findings[0].endswith("has an empty rationale")
+
+
+def test_rationale_that_repeats_the_quote_fails_nonempty_rationale():
+    parrot = finding(rationale="Governed by the laws of the State of New York")
+    assert not check_nonempty_rationale(review(parrot), DOCUMENT).passed
+
+
+def test_a_cued_category_left_out_fails_coverage_with_the_cue_and_its_offsets():
+    result = check_coverage(review(finding()), DOCUMENT)
+    cue = DOCUMENT.index("liability shall not exceed")
+    assert not result.passed and result.score == 0.5
+    assert result.findings == [
+        "likely miss: cap_on_liability not reported, but 'liability shall not exceed' at "
+        f"{cue}-{cue + 26} suggests it"
+    ]
+
+
+def test_every_cued_category_reported_passes_coverage():
+    cap = at("total liability shall not exceed", category="cap_on_liability")
+    assert check_coverage(review(finding(), cap), DOCUMENT).passed
+
+
+def test_a_contract_without_cues_passes_coverage():
+    assert check_coverage(review(), "The parties met on Tuesday.").passed
+
+
+def test_a_category_judged_absent_despite_its_cue_fails_coverage():
+    full = FullContractReview(findings=[finding()], absent=["cap_on_liability"])
+    result = check_coverage(full, DOCUMENT)
+    assert not result.passed
+    assert "cap_on_liability judged absent" in result.findings[0]
+
+
+def _full(findings, absent):
+    return FullContractReview(findings=findings, absent=absent)
+
+
+def test_full_review_accounting_for_every_category_once_passes():
+    absent = [c for c in CATEGORIES if c != "governing_law"]
+    assert check_full_coverage(_full([finding()], absent), DOCUMENT).passed
+
+
+def test_full_review_that_forgets_categories_fails_full_coverage():
+    result = check_full_coverage(_full([finding()], ["insurance"]), DOCUMENT)
+    assert not result.passed
+    assert result.findings[0].startswith("39 categories are neither found nor absent")
+
+
+def test_full_review_that_finds_and_denies_a_category_fails_full_coverage():
+    absent = list(CATEGORIES)
+    result = check_full_coverage(_full([finding()], absent), DOCUMENT)
+    assert result.findings == ["governing_law is both found and listed as absent"]
+
+
+def test_full_review_listing_a_category_absent_twice_fails_full_coverage():
+    absent = [c for c in CATEGORIES if c != "governing_law"] + ["insurance"]
+    result = check_full_coverage(_full([finding()], absent), DOCUMENT)
+    assert result.findings == ["insurance is listed as absent 2 times"]
+
+
+def test_judge_asks_about_each_quote_with_its_category_and_scores_p_yes():
+    prompts: list[str] = []
+
+    def ask_yes_no(prompt: str) -> float:
+        prompts.append(prompt)
+        return 0.9 if "governing_law" in prompt else 0.2
+
+    cap = at("total liability shall not exceed", category="cap_on_liability")
+    result = check_judge(review(finding(), cap), DOCUMENT, ask_yes_no)
+    assert not result.passed
+    assert result.score == (0.9 + 0.2) / 2
+    assert len(prompts) == 2
+    assert CATEGORIES["governing_law"] in prompts[0] and finding().quote in prompts[0]
+    assert result.findings == [
+        "cap_on_liability: quote 'total liability shall not exceed': judge P(yes) = 0.20",
+        "governing_law: quote 'governed by the laws of the State of New York': judge P(yes) = 0.90",
+    ]
+
+
+def test_judge_passes_when_the_model_says_yes_to_every_quote():
+    assert check_judge(review(finding()), DOCUMENT, lambda prompt: 0.7).passed
