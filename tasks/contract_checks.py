@@ -3,6 +3,7 @@ which findings fail and why."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from annotated_types import MaxLen
@@ -50,6 +51,33 @@ def check_quote_grounding(output: ContractReview, document: str) -> CheckResult:
                 f"(edit ratio {where.edit_ratio:.3f}, at most {MAX_EDIT_RATIO})"
             )
     return CheckResult(not failures, score / len(output.findings), failures + notes)
+
+
+SHORT_CATEGORIES = frozenset(
+    {"document_name", "parties", "agreement_date", "effective_date", "expiration_date"}
+)
+"""Categories stated in a few words (a title, a name, a date); the rest are clauses."""
+MIN_WORDS_SHORT = 2
+MIN_WORDS_CLAUSE = 5
+_TOKEN = re.compile(r"\w+")
+
+
+def check_quote_substance(output: ContractReview, document: str) -> CheckResult:
+    """A quote long enough to establish its category: a clause takes a sentence, so at least
+    five words; a title, party or date at least two. Grounding alone lets "CANCEL" or ", "
+    through: they occur in most contracts and establish nothing."""
+    if not output.findings:
+        return CheckResult(True, 1.0)
+    findings = []
+    for finding in output.findings:
+        needed = MIN_WORDS_SHORT if finding.category in SHORT_CATEGORIES else MIN_WORDS_CLAUSE
+        words = len(_TOKEN.findall(finding.quote))
+        if words < needed or not any(ch.isalpha() for ch in finding.quote):
+            findings.append(
+                f"{_label(finding)} has {words} word(s); a {finding.category} quote needs at "
+                f"least {needed}"
+            )
+    return CheckResult(not findings, 1 - len(findings) / len(output.findings), findings)
 
 
 def check_offsets(output: ContractReview, document: str) -> CheckResult:

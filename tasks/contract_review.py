@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ponder.tasktypes import TaskType
 from ponder.verify import VerifierSpec
 from tasks.contract_checks import (
+    MIN_WORDS_CLAUSE,
+    MIN_WORDS_SHORT,
     check_category_vocabulary,
     check_coverage,
     check_full_coverage,
@@ -19,6 +21,7 @@ from tasks.contract_checks import (
     check_nonempty_rationale,
     check_offsets,
     check_quote_grounding,
+    check_quote_substance,
 )
 from tasks.contract_taxonomy import CATEGORIES
 from tasks.grounding import normalise_text
@@ -92,6 +95,12 @@ _VERIFIERS = (
         "Every category is one of the 41 CUAD clause types.",
     ),
     VerifierSpec(
+        "quote_substance",
+        check_quote_substance,
+        f"Every quote can establish its category: at least {MIN_WORDS_CLAUSE} words for a "
+        f"clause, {MIN_WORDS_SHORT} for a title, party or date.",
+    ),
+    VerifierSpec(
         "offsets",
         check_offsets,
         "Each finding's start and end offsets hold its quote; where each quote really is, "
@@ -155,13 +164,13 @@ FULL_TASK = TaskType(
     template="prompts/contract_review/full_review.j2",
     system_prompt=_SYSTEM_PROMPT,
     verifiers=(
-        *_VERIFIERS[:2],
+        *_VERIFIERS[:3],
         VerifierSpec(
             "full_coverage",
             check_full_coverage,
             "Every one of the 41 categories is either found or listed as absent, once.",
         ),
-        *_VERIFIERS[2:],
+        *_VERIFIERS[3:],
     ),
     max_output_tokens=2048,
     normalise=normalise,

@@ -134,14 +134,18 @@ def plot(path: Path, payload: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
-    for text, figures in payload["strategies"].items():
+    markers = "osD^v<>p*h"
+    for i, (text, figures) in enumerate(payload["strategies"].items()):
         x, y = figures["tokens_per_job"] or 0.0, figures["score"]
-        axes.scatter([x], [y])
-        axes.annotate(text, (x, y), textcoords="offset points", xytext=(5, 5))
+        # A legend rather than labels at the points: strategies often land on one point.
+        axes.scatter([x], [y], marker=markers[i % len(markers)], s=60, alpha=0.8, label=text)
+    axes.set_xlim(left=0)
+    axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("tokens per job (prompt + completion)")
     axes.set_ylabel(f"score ({payload['metric']})")
     axes.set_title(f"{payload['task']}: {payload['items']} items")
     axes.grid(True, alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

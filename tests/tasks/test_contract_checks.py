@@ -9,6 +9,7 @@ from tasks.contract_checks import (
     check_nonempty_rationale,
     check_offsets,
     check_quote_grounding,
+    check_quote_substance,
 )
 from tasks.contract_review import CATEGORIES, ContractReview, Finding, FullContractReview
 from tests.tasks.contract_fixtures import DOCUMENT, START, at, finding, review
@@ -202,3 +203,28 @@ def test_judge_asks_about_each_quote_with_its_category_and_scores_p_yes():
 
 def test_judge_passes_when_the_model_says_yes_to_every_quote():
     assert check_judge(review(finding()), DOCUMENT, lambda prompt: 0.7).passed
+
+
+def test_a_one_word_quote_fails_substance_though_it_is_grounded():
+    cancel = at("Customer's", category="termination_for_convenience")
+    assert check_quote_grounding(review(cancel), DOCUMENT).passed
+    result = check_quote_substance(review(finding(), cancel), DOCUMENT)
+    assert not result.passed and result.score == 0.5
+    assert result.findings == [
+        "termination_for_convenience: quote 'Customer's' has 2 word(s); a "
+        "termination_for_convenience quote needs at least 5"
+    ]
+
+
+def test_punctuation_alone_fails_substance():
+    assert not check_quote_substance(review(finding(quote=", ")), DOCUMENT).passed
+
+
+def test_a_short_category_needs_two_words():
+    name = finding(category="parties", quote="Acme Corporation")
+    assert check_quote_substance(review(name), DOCUMENT).passed
+    assert not check_quote_substance(review(finding(category="parties", quote="Acme")), "").passed
+
+
+def test_a_sentence_passes_substance():
+    assert check_quote_substance(review(finding()), DOCUMENT).passed
