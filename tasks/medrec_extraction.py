@@ -108,19 +108,18 @@ TASK = TaskType(
             check_frequency_vocabulary,
             "Every frequency maps to the controlled vocabulary (daily, BID, q8h, PRN, ...).",
         ),
+        # Required, after the first evaluation: without them a grounded "evidence" of "1"
+        # or "20" let a right name with an invented dose and unit pass as checked.
+        VerifierSpec(
+            "evidence_names_drug",
+            check_evidence_names_drug,
+            "Each evidence quote names its medication.",
+        ),
         VerifierSpec(
             "dose_in_evidence",
             check_dose_in_evidence,
             "The dose and unit are stated in the evidence (words such as 'forty milligrams' "
             "count); a stopped or held medication's evidence may state none.",
-            required=False,
-        ),
-        VerifierSpec(
-            "evidence_names_drug",
-            check_evidence_names_drug,
-            "Each evidence quote names its medication.",
-            weight=0.5,
-            required=False,
         ),
         VerifierSpec(
             "route_vocabulary",

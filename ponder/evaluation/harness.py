@@ -5,6 +5,7 @@ concurrently, and each job's answer, tokens, cost and timing are read back from 
 from __future__ import annotations
 
 import functools
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -130,7 +131,9 @@ def run_evaluation(
             stop(worker)
 
 
-def _wait_until_ready(worker: Any, log_path: Path, log: IO[bytes], timeout_s: float = 300) -> None:
+def _wait_until_ready(
+    worker: subprocess.Popen[bytes], log_path: Path, log: IO[bytes], timeout_s: float = 300
+) -> None:
     deadline = time.monotonic() + timeout_s
     while b"ready." not in log_path.read_bytes():
         if worker.poll() is not None or time.monotonic() > deadline:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.contract_taxonomy import CATEGORIES
+from tasks.dose import doses_in, parse_dose
 from tasks.drug_lexicon import same_drug
 from tasks.math_answer import canonical_number
 
@@ -60,17 +61,28 @@ def _medications_gold(gold: Any) -> str | None:
 
 
 def score_medications(output: dict[str, Any], gold: dict[str, Any]) -> ItemScore:
-    """Predicted medications matched one to one with gold ones by drug (a brand matches its
-    generic; a gold entry may carry dose and frequency, "lasix 40 mg a day")."""
-    predicted = [str(m.get("name", "")) for m in output.get("medications", [])]
+    """Predicted medications matched one to one with gold ones: the same drug (a brand
+    matches its generic), and, where the gold states a dose ("lasix 40 milligrams a day"),
+    the same dose and unit. A right name with a wrong dose is a false positive and a miss."""
+    predicted = list(output.get("medications", []))
     unmatched = list(gold["medications"])
     tp = 0
-    for name in predicted:
-        hit = next((g for g in unmatched if same_drug(name, g)), None)
+    for medication in predicted:
+        hit = next((g for g in unmatched if _same_medication(medication, g)), None)
         if hit is not None:
             unmatched.remove(hit)
             tp += 1
     return _extraction(tp, len(predicted) - tp, len(unmatched))
+
+
+def _same_medication(medication: dict[str, Any], gold: str) -> bool:
+    if not same_drug(str(medication.get("name", "")), gold):
+        return False
+    stated = doses_in(gold)
+    if not stated:
+        return True
+    dose = parse_dose(str(medication.get("dose", "")))
+    return any((d.low, d.high) == dose and d.unit == medication.get("unit") for d in stated)
 
 
 def _categories_gold(gold: Any) -> str | None:
@@ -107,7 +119,10 @@ def score_answer(output: dict[str, Any], gold: dict[str, Any]) -> ItemScore:
 _ITEM_F1 = f"right when item F1 >= {RIGHT_F1}"
 SCORERS: dict[str, Scorer] = {
     "medrec_extraction": Scorer(
-        "F1 on medications (matched by drug)", _ITEM_F1, _medications_gold, score_medications
+        "F1 on medications (same drug, and dose where gold has one)",
+        _ITEM_F1,
+        _medications_gold,
+        score_medications,
     ),
     "contract_review": Scorer(
         "F1 on clause categories", _ITEM_F1, _categories_gold, score_categories

@@ -164,6 +164,9 @@ class StrategyContext:
         """Prepended to every step name, so a strategy run inside another never collides."""
         self.judges = judges
         """Whether the task's model-judge verifiers run (frozen on the job at submission)."""
+        self.judged: dict[str, float] = {}
+        """P(yes) by judge prompt: a greedy yes/no is asked once per job, however many
+        candidates repeat the same finding."""
 
     @property
     def tokens_spent(self) -> int:
@@ -194,6 +197,7 @@ class StrategyContext:
             judges=self.judges,
         )
         child.candidates = self.candidates
+        child.judged = self.judged
         child.ledger = self.ledger
         child.step_prefix = self.step_prefix + prefix
         return child
@@ -381,6 +385,8 @@ class StrategyContext:
 
         def ask_yes_no(prompt: str) -> float:
             nonlocal asked
+            if prompt in self.judged:
+                return self.judged[prompt]
             asked += 1
             result = self.generate(
                 step=f"{raw_step}/judge-{idx}-{asked}",
@@ -393,7 +399,8 @@ class StrategyContext:
                 max_tokens=2,
                 temperature=0.0,
             )
-            return p_yes(result.samples[0]) if result.samples else 0.0
+            self.judged[prompt] = p_yes(result.samples[0]) if result.samples else 0.0
+            return self.judged[prompt]
 
         return ask_yes_no
 

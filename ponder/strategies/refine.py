@@ -3,6 +3,8 @@ required verifier passes, a round does not improve the score, or the round limit
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.prompts import render
@@ -81,7 +83,7 @@ def _feedback_round(
     ctx: StrategyContext, round_no: int, previous: ScoredCandidate
 ) -> tuple[list[ScoredCandidate], list[str]]:
     """Regenerate after showing the model its previous answer and exactly what failed."""
-    failures = failing_checks(previous.verdicts)
+    failures = _bounded(failing_checks(previous.verdicts))
     feedback = render(FEEDBACK_TEMPLATE, failures=failures)
     candidates = ctx.sample(
         step=f"round-{round_no}",
@@ -89,6 +91,23 @@ def _feedback_round(
         messages=ctx.follow_up(previous.text, feedback),
     )
     return candidates, [finding for f in failures for finding in f["findings"]]
+
+
+MAX_FINDINGS_PER_CHECK = 3
+"""Findings shown per failing check. Ten items failing ten checks would otherwise fill the
+context: the previous answer, the feedback and a new answer must all fit in it."""
+
+
+def _bounded(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Required checks first; per check, distinct findings up to the limit, then a count."""
+    out = []
+    for failure in sorted(failures, key=lambda f: not f["required"]):
+        distinct = list(dict.fromkeys(failure["findings"]))
+        shown = distinct[:MAX_FINDINGS_PER_CHECK]
+        if len(distinct) > len(shown):
+            shown.append(f"and {len(distinct) - len(shown)} more like these")
+        out.append({**failure, "findings": shown})
+    return out
 
 
 def _improves(new: ScoredCandidate, old: ScoredCandidate) -> bool:

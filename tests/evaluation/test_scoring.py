@@ -6,8 +6,8 @@ import pytest
 from ponder.evaluation.scoring import RIGHT_F1, f1, score_item, scorer_for
 
 
-def meds(*names: str) -> dict:
-    return {"medications": [{"name": n} for n in names]}
+def meds(*names: str, dose: str = "40", unit: str = "mg") -> dict:
+    return {"medications": [{"name": n, "dose": dose, "unit": unit} for n in names]}
 
 
 def test_f1_of_an_empty_answer_to_empty_gold_is_perfect():
@@ -19,6 +19,18 @@ def test_medications_match_by_drug_brand_and_generic_included():
     scored = score_item("medrec_extraction", meds("furosemide", "Albuterol", "aspirin"), gold)
     assert scored.detail == {"tp": 2, "fp": 1, "fn": 1}
     assert scored.score == pytest.approx(2 / 3) and scored.right
+
+
+def test_a_right_drug_at_a_dose_other_than_the_gold_one_does_not_match():
+    gold = {"medications": ["lasix 40 milligrams a day"]}
+    assert score_item("medrec_extraction", meds("lasix", dose="20"), gold).detail["tp"] == 0
+    assert score_item("medrec_extraction", meds("lasix", unit="mEq"), gold).detail["tp"] == 0
+    assert score_item("medrec_extraction", meds("lasix"), gold).detail["tp"] == 1
+
+
+def test_a_gold_entry_without_a_dose_matches_the_drug_at_any_dose():
+    gold = {"medications": ["naprosyn"]}
+    assert score_item("medrec_extraction", meds("naproxen", dose="500"), gold).right
 
 
 def test_a_medication_listed_twice_matches_one_gold_entry_only():

@@ -7,26 +7,20 @@ import json
 from ponder.strategies import STRATEGIES
 from ponder.strategies.base import StrategyConfig, StrategyContext
 from tasks.medrec_extraction import TASK
+from tests.ponder.strategies.medrec import med
 from tests.ponder.strategies.scripted import MemoryRecorder, ScriptedEngine
 
 DOC = "Metoprolol 50 mg by mouth twice daily. Lisinopril 10 mg by mouth daily."
+GROUNDED = "Metoprolol 50 mg by mouth twice daily"
 
 
-def med(name: str, dose: str = "50", frequency: str = "twice daily", evidence: str | None = None):
-    return {
-        "name": name,
-        "dose": dose,
-        "unit": "mg",
-        "route": "oral",
-        "frequency": frequency,
-        "status": "active",
-        "evidence": evidence or "Metoprolol 50 mg by mouth twice daily",
-    }
+def med_json(name: str, dose: str = "50") -> str:
+    return json.dumps({"medications": [med(name, dose, "twice daily", GROUNDED)]})
 
 
-GOOD = json.dumps({"medications": [med("Metoprolol")]})
-INVENTED = json.dumps({"medications": [med("Benjycillin")]})
-BAD_DOSE = json.dumps({"medications": [med("Metoprolol", dose="fifty")]})
+GOOD = med_json("Metoprolol")
+INVENTED = med_json("Benjycillin")
+BAD_DOSE = med_json("Metoprolol", dose="fifty")
 BROKEN = '{"medications": [{"name": "Meto'
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ponder.strategies.refine import _bounded
 from ponder.verify import failing_checks
 from tasks.medrec_extraction import TASK
-from tests.ponder.strategies.medrec import BAD_DOSE, BROKEN, DOC, GOOD, INVENTED, answer
+from tests.ponder.strategies.medrec import BAD_DOSE, BROKEN, DOC, GOOD, INVENTED, answer, med
 from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
 
 
@@ -57,3 +58,27 @@ def test_stops_at_the_round_limit_while_still_improving():
 def test_each_round_is_its_own_recorded_step():
     _, _, recorder = run({"round-1": [BROKEN], "round-2": [GOOD]})
     assert list(recorder.steps) == ["round-1", "round-2"]
+
+
+def test_feedback_shows_a_few_findings_per_failing_check():
+    # Ten invented medications fail three checks ten times each: listing every finding
+    # would not leave room in the context for the answer and a new one.
+    invented = [
+        med(f"Benjycillin{i}", "50", "daily", f"Benjycillin{i} 50 mg daily") for i in range(10)
+    ]
+    _, engine, recorder = run({"round-1": [answer(*invented)], "round-2": [GOOD]})
+    (feedback,) = recorder.of_kind("feedback")
+    assert len(feedback["findings"]) == 3 * 4
+    assert feedback["findings"].count("and 7 more like these") == 3
+    assert "and 7 more like these" in engine.requests[1].messages[3]["content"]
+
+
+def test_feedback_puts_required_checks_first_and_drops_repeated_findings():
+    failures = [
+        {"verifier": "no_duplicates", "required": False, "findings": ["x twice"]},
+        {"verifier": "name_grounding", "required": True, "findings": ["a", "a", "b"]},
+    ]
+    assert _bounded(failures) == [
+        {"verifier": "name_grounding", "required": True, "findings": ["a", "b"]},
+        {"verifier": "no_duplicates", "required": False, "findings": ["x twice"]},
+    ]
