@@ -26,6 +26,7 @@ from ponder.evaluation.loaders import (
     load_dataset,
 )
 from ponder.evaluation.scoring import scorer_for
+from tasks.registry import TASKS
 
 
 class UsageError(Exception):
@@ -84,9 +85,10 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
             "completion": prices[1],
             "currency": settings.cost.currency,
             "per": "million tokens",
-        },  # fmt: skip
+        },
         "model": settings.model_path if settings.engine.kind == "vllm" else settings.engine.model,
         "max_tokens_per_sample": settings.limits.max_tokens_per_sample,
+        "model_judges": TASKS[args.task].judges_enabled(),
         "concurrency": args.concurrency,
         "seed": args.seed,
         "started_at": started.isoformat(timespec="seconds"),

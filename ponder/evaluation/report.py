@@ -98,8 +98,9 @@ def format_table(payload: dict[str, Any]) -> str:
     """The strategies as rows, with a header saying what the columns measure."""
     header = " ".join(f"{name:>{width}}" if key else f"{name:<{width}}"
                       for name, width, key in _COLUMNS)  # fmt: skip
+    judges = "; model judges on" if payload.get("model_judges") else ""
     lines = [
-        f"task {payload['task']}: {payload['items']} items from {payload['dataset']}",
+        f"task {payload['task']}: {payload['items']} items from {payload['dataset']}{judges}",
         f"score: {payload['metric']}; right: {payload['right_rule']}; prices per million "
         f"tokens: prompt {payload['prices']['prompt']}, completion "
         f"{payload['prices']['completion']} {payload['prices']['currency']}",
