@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from ponder.config import get_settings
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +69,42 @@ def session_scope() -> Iterator[Session]:
     finally:
         session.close()
     run_after_commit(session)
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL stayed unreachable for ``database.retry_for_s``; the write did not happen."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lost or refused connection (a restart, a failover), not a bad statement."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def with_retries(work: Callable[[bool], T], *, what: str, retry_for_s: float | None = None) -> T:
+    """Run ``work(retrying)`` (one whole transaction) again while PostgreSQL is unreachable.
+
+    ``retrying`` is True from the second try on: a commit whose acknowledgement was lost may
+    have landed, so the work checks for its own earlier write before writing again. After
+    ``retry_for_s`` the last error is raised as ``DatabaseUnavailable``.
+    """
+    limit = get_settings().database.retry_for_s if retry_for_s is None else retry_for_s
+    deadline = time.monotonic() + limit
+    delay = 0.2
+    retrying = False
+    while True:
+        try:
+            return work(retrying)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                message = f"{what}: PostgreSQL unreachable for {limit:.0f}s"
+                raise DatabaseUnavailable(message) from exc
+            # The class only: the message can quote parameters.
+            logger.warning("%s: database unreachable (%s); retrying in %.1fs",
+                           what, type(exc).__name__, delay)  # fmt: skip
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            retrying = True

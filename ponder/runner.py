@@ -7,12 +7,15 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlmodel import Session
+
 from ponder import jobs
 from ponder.config import Settings
-from ponder.db import session_scope
+from ponder.db import DatabaseUnavailable, session_scope, with_retries
 from ponder.engines.base import Engine, EngineRequestError, EngineUnavailable
 from ponder.errors import LeaseLost
 from ponder.models import Job, JobStatus
@@ -72,9 +75,26 @@ class _Heartbeat:
 
 
 def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
-    with session_scope() as session:
-        claim = jobs.claim(session=session, job_id=job_id, owner=owner, settings=settings)
-        job = session.get(Job, job_id) if claim.outcome == "claimed" else None
+    try:
+        return _run(job_id=job_id, engine=engine, settings=settings, owner=owner)
+    except DatabaseUnavailable:
+        # Nothing more can be written; the lease expires and the reconciler sends the job
+        # again, and the next run reuses the steps that were recorded.
+        logger.error("job %s: PostgreSQL unreachable; this run stops without writing", job_id)
+        return RunOutcome("database_unavailable")
+
+
+def _claim(job_id: str, owner: str, settings: Settings) -> tuple[jobs.Claim, Job | None]:
+    def work(retrying: bool) -> tuple[jobs.Claim, Job | None]:
+        with session_scope() as session:
+            claim = jobs.claim(session=session, job_id=job_id, owner=owner, settings=settings)
+            return claim, session.get(Job, job_id) if claim.outcome == "claimed" else None
+
+    return with_retries(work, what=f"job {job_id}: claim")
+
+
+def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
+    claim, job = _claim(job_id, owner, settings)
     if claim.outcome == "busy":
         return RunOutcome("busy", retry_in_s=claim.retry_in_s)
     if job is None:
@@ -117,6 +137,8 @@ def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> R
         return _end_with(job_id, claim.token, JobStatus.failed, f"engine refused: {exc}", settings)
     except EngineUnavailable as exc:
         return _retry_or_fail(job_id, claim, f"engine unavailable: {exc}", settings)
+    except DatabaseUnavailable:
+        raise
     except Exception as exc:
         # The type and the frames, never the message: it may quote the document.
         logger.error(
@@ -155,24 +177,48 @@ def _finish(
         "wall_s": round(wall_s, 3),
     }
     result["summary"] = _summary(outcome.status, result)
-    with session_scope() as session:
+
+    def work(session: Session) -> None:
         job = jobs.locked_for_run(session, job_id, token)
-        if job is None:
-            raise_lease_lost = True
-        else:
-            raise_lease_lost = False
-            jobs.finish(
-                session=session,
-                job=job,
-                status=JobStatus(outcome.status),
-                result=result,
-                selected_candidate_id=selected.id if selected is not None else None,
-                settings=settings,
-            )
-    if raise_lease_lost:
+        assert job is not None  # _ending checked
+        jobs.finish(
+            session=session,
+            job=job,
+            status=JobStatus(outcome.status),
+            result=result,
+            selected_candidate_id=selected.id if selected is not None else None,
+            settings=settings,
+        )
+
+    ended = _ending(job_id, token, work)
+    if ended is None:
         logger.warning("job %s: lease lost before finishing; result not written", job_id)
         return RunOutcome("lease_lost")
-    return RunOutcome(outcome.status)
+    return RunOutcome(ended)
+
+
+def _ending(job_id: str, token: int, work: Callable[[Session], None]) -> str | None:
+    """Run the transaction that ends this run's job, retried while PostgreSQL is unreachable.
+    Returns the job's status after it, or None if the lease was lost. A retry whose first
+    try landed (the commit's acknowledgement was lost) finds the job ended under this run's
+    token and returns that status instead of writing twice."""
+
+    def attempt(retrying: bool) -> str | None:
+        with session_scope() as session:
+            job = jobs.locked_for_run(session, job_id, token)
+            if job is None:
+                landed = session.get(Job, job_id) if retrying else None
+                if (
+                    landed is not None
+                    and landed.lease_token == token
+                    and JobStatus(landed.status).terminal
+                ):
+                    return landed.status
+                return None
+            work(session)
+            return job.status
+
+    return with_retries(attempt, what=f"job {job_id}: end")
 
 
 def _summary(status: str, result: dict[str, Any]) -> str:
@@ -188,13 +234,16 @@ def _summary(status: str, result: dict[str, Any]) -> str:
 def _end_with(
     job_id: str, token: int, status: JobStatus, error: str, settings: Settings
 ) -> RunOutcome:
-    with session_scope() as session:
+    def work(session: Session) -> None:
         job = jobs.locked_for_run(session, job_id, token)
-        if job is None:
-            return RunOutcome("lease_lost")
+        assert job is not None  # _ending checked
         jobs.finish(session=session, job=job, status=status, error=error, settings=settings)
-    logger.info("job %s ended %s", job_id, status.value)
-    return RunOutcome(status.value)
+
+    ended = _ending(job_id, token, work)
+    if ended is None:
+        return RunOutcome("lease_lost")
+    logger.info("job %s ended %s", job_id, ended)
+    return RunOutcome(ended)
 
 
 def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settings) -> RunOutcome:
@@ -206,11 +255,19 @@ def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settin
             f"{reason} (gave up after {claim.attempt} attempts)",
             settings,
         )
-    with session_scope() as session:
-        job = jobs.locked_for_run(session, job_id, claim.token)
-        if job is None:
-            return RunOutcome("lease_lost")
-        jobs.release_for_retry(session=session, job=job, reason=reason)
+
+    def work(retrying: bool) -> bool:
+        with session_scope() as session:
+            job = jobs.locked_for_run(session, job_id, claim.token)
+            if job is None:
+                return False
+            jobs.release_for_retry(session=session, job=job, reason=reason)
+            return True
+
+    # A retry whose first try landed finds the job queued and reports the lease lost: the
+    # job is released either way and the reconciler sends it again.
+    if not with_retries(work, what=f"job {job_id}: release for retry"):
+        return RunOutcome("lease_lost")
     delay = min(300.0, settings.worker.retry_base_s * 2 ** (claim.attempt - 1))
     logger.warning("job %s: %s; retry in %.0fs", job_id, reason, delay)
     return RunOutcome("retry", retry_in_s=delay)

@@ -3,14 +3,16 @@ they happen by the run that holds the job's lease, and read back for ``/trace``.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from ponder.config import Settings
-from ponder.db import session_scope
+from ponder.db import session_scope, with_retries
 from ponder.engines.base import GenerationResult
 from ponder.errors import LeaseLost
 from ponder.jobs import renew_lease
@@ -18,6 +20,8 @@ from ponder.models import Candidate, Job, TraceEvent, Verdict
 from ponder.strategies.base import ScoredCandidate
 from ponder.tasktypes import TaskType
 from ponder.verify import Verdict as VerdictValue
+
+T = TypeVar("T")
 
 
 class CancelRequested(Exception):
@@ -46,11 +50,25 @@ class PostgresRecorder:
         if cancel:
             raise CancelRequested(self.job_id)
 
+    def _write(self, what: str, work: Callable[[Session, bool], T]) -> T:
+        """One fenced transaction, run again while PostgreSQL is unreachable."""
+
+        def attempt(retrying: bool) -> T:
+            with session_scope() as session:
+                self._fence(session)
+                return work(session, retrying)
+
+        return with_retries(attempt, what=f"job {self.job_id}: {what}")
+
     def check(self) -> None:
-        with session_scope() as session:
-            self._fence(session)
+        self._write("lease check", lambda session, retrying: None)
 
     def load_step(self, step: str) -> list[ScoredCandidate] | None:
+        return with_retries(
+            lambda retrying: self._load_step(step), what=f"job {self.job_id}: read step"
+        )
+
+    def _load_step(self, step: str) -> list[ScoredCandidate] | None:
         with session_scope() as session:
             rows = session.exec(
                 select(Candidate)
@@ -79,48 +97,69 @@ class PostgresRecorder:
     def save_step(
         self, step: str, result: GenerationResult, candidates: list[ScoredCandidate]
     ) -> None:
+        self._write("save step", lambda session, retrying: self._save_step(
+            session, step, result, candidates, retrying=retrying))  # fmt: skip
+
+    def _save_step(
+        self,
+        session: Session,
+        step: str,
+        result: GenerationResult,
+        candidates: list[ScoredCandidate],
+        *,
+        retrying: bool,
+    ) -> None:
         started = datetime.fromtimestamp(result.started_at, UTC)
         finished = datetime.fromtimestamp(result.finished_at, UTC)
-        with session_scope() as session:
-            self._fence(session)
-            for i, c in enumerate(candidates):
-                row = Candidate(
-                    job_id=self.job_id,
-                    step=step,
-                    idx=c.idx,
-                    attempt=self.attempt,
-                    text=c.text,
-                    parsed=c.parsed.model_dump(mode="json") if c.parsed is not None else None,
-                    # The prompt is prefilled once per request: count it on the first sample.
-                    prompt_tokens=result.prompt_tokens if i == 0 else 0,
-                    cached_tokens=result.cached_prompt_tokens if i == 0 else 0,
-                    completion_tokens=c.completion_tokens,
-                    mean_logprob=c.mean_logprob,
-                    min_logprob=c.min_logprob,
-                    finish_reason=c.finish_reason,
-                    score=c.score,
-                    passed_required=c.passed_required,
-                    engine_started_at=started,
-                    engine_finished_at=finished,
-                )
-                session.add(row)
-                c.id = row.id
-                for v in c.verdicts:
-                    session.add(
-                        Verdict(
-                            candidate_id=row.id,
-                            verifier=v.verifier,
-                            passed=v.passed,
-                            score=v.score,
-                            required=v.required,
-                            weight=v.weight,
-                            findings=v.findings,
-                        )
+        if retrying:
+            # The first try may have committed before the connection dropped.
+            landed = session.exec(
+                select(Candidate).where(Candidate.job_id == self.job_id, Candidate.step == step)
+            ).all()
+            if landed:
+                ids = {row.idx: row.id for row in landed}
+                for c in candidates:
+                    c.id = ids.get(c.idx)
+                return
+        for i, c in enumerate(candidates):
+            row = Candidate(
+                job_id=self.job_id,
+                step=step,
+                idx=c.idx,
+                attempt=self.attempt,
+                text=c.text,
+                parsed=c.parsed.model_dump(mode="json") if c.parsed is not None else None,
+                # The prompt is prefilled once per request: count it on the first sample.
+                prompt_tokens=result.prompt_tokens if i == 0 else 0,
+                cached_tokens=result.cached_prompt_tokens if i == 0 else 0,
+                completion_tokens=c.completion_tokens,
+                mean_logprob=c.mean_logprob,
+                min_logprob=c.min_logprob,
+                finish_reason=c.finish_reason,
+                score=c.score,
+                passed_required=c.passed_required,
+                engine_started_at=started,
+                engine_finished_at=finished,
+            )
+            session.add(row)
+            c.id = row.id
+            for v in c.verdicts:
+                session.add(
+                    Verdict(
+                        candidate_id=row.id,
+                        verifier=v.verifier,
+                        passed=v.passed,
+                        score=v.score,
+                        required=v.required,
+                        weight=v.weight,
+                        findings=v.findings,
                     )
+                )
 
     def charge(self, result: GenerationResult, *, thinking_tokens: int = 0) -> None:
-        with session_scope() as session:
-            self._fence(session)
+        # Not idempotent: a retry after a commit whose acknowledgement was lost counts the
+        # request's tokens twice (usage only; candidates and the outcome are checked).
+        def add(session: Session, retrying: bool) -> None:
             session.execute(
                 sa.update(Job)
                 .where(col(Job.id) == self.job_id)
@@ -133,17 +172,39 @@ class PostgresRecorder:
                 )
             )
 
+        self._write("charge", add)
+
     def event(self, kind: str, data: dict[str, Any]) -> None:
-        with session_scope() as session:
-            self._fence(session)
-            seq = session.execute(
-                sa.select(sa.func.coalesce(sa.func.max(TraceEvent.seq), 0) + 1).where(
-                    col(TraceEvent.job_id) == self.job_id
-                )
-            ).scalar_one()
-            session.add(
-                TraceEvent(job_id=self.job_id, seq=seq, attempt=self.attempt, kind=kind, data=data)
+        self._write(f"event {kind}", lambda session, retrying: self._event(
+            session, kind, data, retrying=retrying))  # fmt: skip
+
+    def _event(self, session: Session, kind: str, data: dict[str, Any], *, retrying: bool) -> None:
+        if retrying:
+            last = session.exec(
+                select(TraceEvent)
+                .where(TraceEvent.job_id == self.job_id)
+                .order_by(col(TraceEvent.seq).desc())
+                .limit(1)
+            ).first()
+            if last is not None and (last.kind, last.attempt, last.data) == (
+                kind,
+                self.attempt,
+                _as_stored(data),
+            ):
+                return  # the first try landed
+        seq = session.execute(
+            sa.select(sa.func.coalesce(sa.func.max(TraceEvent.seq), 0) + 1).where(
+                col(TraceEvent.job_id) == self.job_id
             )
+        ).scalar_one()
+        session.add(
+            TraceEvent(job_id=self.job_id, seq=seq, attempt=self.attempt, kind=kind, data=data)
+        )
+
+
+def _as_stored(data: dict[str, Any]) -> Any:
+    """``data`` as it reads back from its JSON column."""
+    return json.loads(json.dumps(data, default=str))
 
 
 def _verdicts_by_candidate(session: Session, ids: list[str]) -> dict[str, list[Verdict]]:
