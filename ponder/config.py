@@ -71,6 +71,9 @@ class WorkerSettings(BaseModel):
     retry_base_s: float = 5.0
     """First delay before a job is retried after the engine was unavailable; doubles per try."""
     job_time_limit_s: int = 3600
+    """No engine call of a run starts after this many seconds; the run then ends with what
+    it has (usually ``needs_review``), as when its token budget runs out. One engine call is
+    further bounded by ``engine.request_timeout_s``."""
     reconcile_every_s: int = 30
     timezone: str = "UTC"
     """The time zone beat reads cron expressions in (``nightly[].cron``)."""

@@ -117,6 +117,7 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
                 engine=engine,
                 recorder=recorder,
                 judges=_judges_frozen(task, job.config),
+                time_limit_s=settings.worker.job_time_limit_s,
             )
             try:
                 outcome = STRATEGIES[config.name].run(ctx)

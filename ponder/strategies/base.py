@@ -150,6 +150,7 @@ class StrategyContext:
         engine: Engine,
         recorder: Recorder,
         judges: bool = False,
+        time_limit_s: float | None = None,
     ) -> None:
         self.job_id = job_id
         self.task = task
@@ -167,6 +168,10 @@ class StrategyContext:
         self.judged: dict[str, float] = {}
         """P(yes) by judge prompt: a greedy yes/no is asked once per job, however many
         candidates repeat the same finding."""
+        self.time_limit_s = time_limit_s
+        self.deadline = time.monotonic() + time_limit_s if time_limit_s else None
+        """No engine call starts after it (``worker.job_time_limit_s``); the run ends with
+        what it has, as when the token budget runs out."""
 
     @property
     def tokens_spent(self) -> int:
@@ -200,6 +205,7 @@ class StrategyContext:
         child.judged = self.judged
         child.ledger = self.ledger
         child.step_prefix = self.step_prefix + prefix
+        child.time_limit_s, child.deadline = self.time_limit_s, self.deadline
         return child
 
     def event(self, kind: str, **data: Any) -> None:
@@ -238,6 +244,8 @@ class StrategyContext:
     def _fit_to_budget(self, messages: tuple[dict[str, str], ...], n: int, max_tokens: int) -> int:
         """The max_tokens this call may use so the job never exceeds its budget: the prompt
         (counted with a margin for the chat template) plus n full-length samples must fit."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise BudgetExhausted(f"the job time limit of {self.time_limit_s:.0f}s was reached")
         remaining = self.remaining_budget()
         if remaining is None:
             return max_tokens

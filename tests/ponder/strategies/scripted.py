@@ -121,6 +121,7 @@ def make_context(
     budget_tokens: int | None = None,
     params: dict[str, Any] | None = None,
     recorder: MemoryRecorder | None = None,
+    time_limit_s: float | None = None,
 ) -> StrategyContext:
     config = StrategyConfig(
         name=name,
@@ -136,6 +137,7 @@ def make_context(
         config=config,
         engine=engine,
         recorder=recorder or MemoryRecorder(),
+        time_limit_s=time_limit_s,
     )
 
 

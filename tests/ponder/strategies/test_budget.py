@@ -3,6 +3,8 @@ needs_review."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ponder.engines.base import GenerationRequest
@@ -47,4 +49,32 @@ def test_a_budget_stop_with_nothing_verified_is_needs_review(name):
     outcome = run_like_runner(ctx)
     assert engine.requests == []
     assert [k for k, _ in ctx.recorder.events][-2:] == ["budget_stop", "selection"]
+    assert outcome.status == "needs_review" and outcome.selected is None
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_no_engine_call_starts_after_the_job_time_limit(name):
+    started: list[float] = []
+
+    def slow(request: GenerationRequest) -> list[str]:
+        started.append(time.monotonic())
+        time.sleep(0.05)
+        return failing_answers(request)
+
+    engine = ScriptedEngine(respond=slow)
+    ctx = make_context(TASK, DOC, engine, name=name, n=2, time_limit_s=0.04)
+    outcome = run_like_runner(ctx)
+    assert started and ctx.deadline is not None
+    assert all(t < ctx.deadline for t in started)
+    assert outcome.status == "needs_review"
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_a_run_past_its_time_limit_stops_with_the_reason(name):
+    engine = ScriptedEngine(respond=failing_answers)
+    ctx = make_context(TASK, DOC, engine, name=name, n=2, time_limit_s=1e-6)
+    time.sleep(0.01)
+    outcome = run_like_runner(ctx)
+    assert engine.requests == []
+    assert "job time limit" in ctx.recorder.of_kind("budget_stop")[0]["reason"]
     assert outcome.status == "needs_review" and outcome.selected is None
