@@ -21,7 +21,11 @@ def test_the_fault_suite_may_set_a_short_visibility_timeout_under_test_only():
     settings = Settings(environment="test", broker={"visibility_timeout_s": 4})
     assert settings.broker.visibility_timeout_s == 4
     with pytest.raises(ValidationError, match="visibility_timeout_s must exceed"):
-        Settings(environment="production", broker={"visibility_timeout_s": 4})
+        Settings(
+            environment="production",
+            broker={"visibility_timeout_s": 4},
+            notify={"webhook_allow_hosts": []},
+        )
 
 
 def test_webhooks_to_private_hosts_are_refused_in_production():
