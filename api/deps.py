@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from api.ratelimit import TokenBuckets, retry_after
 from ponder.config import Settings, get_settings
 from ponder.db import get_engine, session_scope
-from ponder.errors import RateLimited, Unauthorized
+from ponder.errors import InvalidRequest, RateLimited, Unauthorized
 from ponder.models import Tenant
+from ponder.storable import NUL
 from ponder.tenants import TenantCache, authenticate
 
 
@@ -27,6 +28,13 @@ def get_session() -> Iterator[Session]:
 # right after creating it always finds it.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def refuse_nul_in_url(request: Request) -> None:
+    """An id or a filter holding a NUL character can match nothing PostgreSQL stores."""
+    query = request.query_params.multi_items()
+    if NUL in request.scope["path"] or any(NUL in k or NUL in v for k, v in query):
+        raise InvalidRequest("the URL holds a NUL character (%00), which is refused")
 
 
 _tenants = TenantCache()

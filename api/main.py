@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.body_limit import BodyLimit
+from api.deps import refuse_nul_in_url
+from api.errors import error_response
 from api.routes import batches, deliveries, health, jobs, metrics, webhooks
 from ponder.errors import PonderError
 from ponder.logs import configure_logging
@@ -17,7 +20,9 @@ def create_app() -> FastAPI:
         title="Ponder",
         version="0.1.0",
         description="Batch reasoning with checked answers, their evidence and their cost.",
+        dependencies=[Depends(refuse_nul_in_url)],
     )
+    app.add_middleware(BodyLimit, streamed={("POST", "/v1/batches")})
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(jobs.router)
@@ -27,11 +32,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(PonderError)
     async def _ponder_error(request: Request, exc: PonderError) -> JSONResponse:
-        return JSONResponse(
-            {"error": exc.message, "detail": exc.detail},
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

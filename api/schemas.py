@@ -7,10 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ponder.storable import StorableInput
+
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
 
 
-class JobCreate(BaseModel):
+class JobCreate(StorableInput):
     model_config = ConfigDict(extra="forbid")
 
     task: str = Field(description="Task type, e.g. contract_review or medrec_extraction.")
@@ -94,7 +96,7 @@ class ErrorPublic(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(StorableInput):
     """Options of ``POST /v1/batches`` (form fields next to the file, or query parameters
     with a JSONL body). The items are the lines of the upload."""
 
@@ -154,7 +156,7 @@ class BatchRetryPublic(BaseModel):
     batch: BatchPublic
 
 
-class WebhookEndpointCreate(BaseModel):
+class WebhookEndpointCreate(StorableInput):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048)

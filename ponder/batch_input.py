@@ -9,16 +9,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ponder.config import Settings
 from ponder.errors import InvalidRequest, PayloadTooLarge, PonderError
 from ponder.jobs import JobRequest, frozen_config
+from ponder.storable import StorableInput
 
 MAX_LISTED_IN_MESSAGE = 5
 
 
-class BatchItem(BaseModel):
+class BatchItem(StorableInput):
     """One line of a batch upload. Notification targets are set on the batch, not per item."""
 
     model_config = ConfigDict(extra="forbid")
