@@ -1,0 +1,32 @@
+"""Scenario 11 in small: ``bench/soak.py`` with a worker killed mid-run reports no job lost
+and none duplicated (the full run's figures are in docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_soak_with_a_worker_killed_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "soak.json"
+    command = [sys.executable, "bench/soak.py", "--jobs", "16", "--workers", "1",
+               "--submit-rate", "8", "--kill-every", "25", "--max-kills", "1",
+               "--restart-after", "1", "--lease-ttl", "6", "--timeout", "420",
+               "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert done.returncode == 0, report
+    assert report["kills"] == 1
+    assert report["retried_after_a_kill"] >= 1  # the kill hit jobs in flight
+    assert report["submitted"] == 16
+    assert report["lost"] == 0 and report["duplicated"] == 0
+    assert report["completed"] + report["failed"] == 16
+    assert report["ended_without_webhook"] == 0
