@@ -47,6 +47,11 @@ def make_celery(settings: Settings) -> Celery:
         },
         broker_transport_options={
             "visibility_timeout": settings.broker.visibility_timeout_s,
+            # A worker looks for unacked messages older than the visibility timeout only every
+            # interval x throttle seconds (kombu: 10 x 10); scan at least every 10 s, and well
+            # inside a short timeout (the fault suite's), so a lost message comes back soon.
+            "unacked_restore_interval": max(1, min(10, settings.broker.visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1,
             # Ten priority levels; 0 is served first (as vLLM's priority scheduling).
             "priority_steps": list(range(10)),
             "sep": ":",
