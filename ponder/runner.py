@@ -96,6 +96,11 @@ def _claim(job_id: str, owner: str, settings: Settings) -> tuple[jobs.Claim, Job
 def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
     claim, job = _claim(job_id, owner, settings)
     if claim.outcome == "busy":
+        logger.info(
+            "job %s: claim refused, another run holds the lease; retry in %.0fs",
+            job_id,
+            claim.retry_in_s or 0.0,
+        )
         return RunOutcome("busy", retry_in_s=claim.retry_in_s)
     if job is None:
         return RunOutcome(claim.outcome)
