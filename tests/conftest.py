@@ -1,13 +1,17 @@
 """Fixtures on real services: PostgreSQL (a ``ponder_test`` database, recreated per run),
 Redis (databases 13-15), a real Celery worker subprocess with the real CPU engine, a real
-SMTP server and a real HTTP webhook receiver on 127.0.0.1.
+vLLM OpenAI-compatible server, a real SMTP server and a real HTTP webhook receiver on
+127.0.0.1.
 
 Two runs can share the machine when each sets ``PONDER_TEST_DATABASE`` (a database name) and
 ``PONDER_TEST_REDIS_BASE`` (the first of three Redis databases) to its own values."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,6 +175,48 @@ def worker(database: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         time.sleep(0.3)
     yield log_path
     stop(proc)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM OpenAI-compatible server with the embedded model, served as ``smollm2``:
+    its ``/v1`` base URL. One per session: it takes about a minute to start on CPU."""
+    import httpx
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+         "--model", config.get_settings().model_path, "--served-model-name", "smollm2",
+         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+         "--max-model-len", "2048", "--enforce-eager", "--enable-prefix-caching",
+         "--scheduling-policy", "priority",
+         "--structured-outputs-config",
+         json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})],
+        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"vLLM server did not start; see {log_path}")
+        time.sleep(1)
+    yield f"{base}/v1"
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
     log.close()
 
 

@@ -1,17 +1,13 @@
-"""The OpenAI-compatible engine against a real vLLM server on 127.0.0.1, and its failures."""
+"""The OpenAI-compatible engine against a real vLLM server on 127.0.0.1 (the session's
+``vllm_server``), and its failures."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from ponder.config import get_settings
 from ponder.devservers import WebhookReceiver, free_port
 from ponder.engines.base import EngineRequestError, EngineUnavailable, GenerationRequest
 from ponder.engines.openai import OpenAIEngine
@@ -20,61 +16,6 @@ from tasks.medrec_extraction import TASK
 pytestmark = pytest.mark.e2e
 
 NOTE = "Medications: metoprolol 50 mg by mouth twice daily; lisinopril 10 mg daily."
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115
-    model = get_settings().model_path
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            model,
-            "--served-model-name",
-            "smollm2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dtype",
-            "float32",
-            "--max-model-len",
-            "2048",
-            "--enforce-eager",
-            "--enable-prefix-caching",
-            "--scheduling-policy",
-            "priority",
-            "--structured-outputs-config",
-            json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
-        ],  # fmt: skip
-        env={**__import__("os").environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"vLLM server did not start; see {log_path}")
-        time.sleep(1)
-    yield f"{base}/v1"
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
 
 
 def request(**kw) -> GenerationRequest:
