@@ -130,6 +130,13 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
                 # Finish with what the budget bought; unverified means needs_review.
                 ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.tokens_spent)
                 outcome = outcome_from(ctx.candidates, ctx, stopped_by="budget")
+            except EngineRequestError as exc:
+                if not ctx.candidates:
+                    raise
+                # A follow-up the engine refuses (a refine prompt past the model's context)
+                # ends the run with the candidates already verified, not as a failed job.
+                ctx.event("engine_stop", reason=f"the engine refused a follow-up request: {exc}")
+                outcome = outcome_from(ctx.candidates, ctx, stopped_by="engine_refused")
             recorder.check()
         return _finish(job_id, claim.token, outcome, settings, time.monotonic() - started)
     except LeaseLost:

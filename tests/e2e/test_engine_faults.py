@@ -3,6 +3,7 @@ document too long for the model fails cleanly; the worker stays up."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,55 @@ def test_document_too_long_for_the_model_fails_cleanly(api, tenant, worker):
     assert job["attempts"] == 1
     assert "document too long for model smollm2-135m-instruct" in job["error"]
     assert "> limit 4096" in job["error"]
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from ponder.config import get_settings
+
+    return AutoTokenizer.from_pretrained(get_settings().model_path)
+
+
+def _prompt_tokens(document: str) -> int:
+    from tasks.medrec_extraction import TASK
+
+    text = _tokenizer().apply_chat_template(
+        list(TASK.messages(document)), tokenize=False, add_generation_prompt=True
+    )
+    return len(_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+
+def test_a_follow_up_past_the_context_ends_with_the_candidates_it_has(
+    api, tenant, worker, monkeypatch
+):
+    from ponder.config import get_settings
+
+    # Short answers (frozen on the job at submission) keep the run short.
+    monkeypatch.setenv("PONDER_LIMITS__MAX_TOKENS_PER_SAMPLE", "128")
+    get_settings.cache_clear()
+    # Round 1 fits the model's context (4096) with room for a full answer (max_tokens); the
+    # refine round adds that answer and the feedback to the prompt, and no longer fits.
+    room = get_settings().engine.max_model_len - get_settings().limits.max_tokens_per_sample
+    filler = "The patient walked in the garden and talked about the weather at length. "
+    note = "Medications: metoprolol 50 mg by mouth twice daily; lisinopril 10 mg daily. "
+    while _prompt_tokens(note + filler) <= room - 30:
+        note += filler
+    body = {"task": "medrec_extraction", "document": note, "strategy": "refine", "n": 2,
+            "params": {"max_rounds": 3}, "seed": 3}  # fmt: skip
+    job_id = api.post("/v1/jobs", json=body, headers=tenant.headers).json()["id"]
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    job = wait_for_status(job_id, ENDED, timeout_s=300)
+    trace = api.get(f"/v1/jobs/{job_id}/trace", headers=tenant.headers).json()
+    kinds = [step["kind"] for step in trace["steps"]]
+    if job["status"] == "succeeded" and "engine_stop" not in kinds:
+        pytest.fail("round 1 passed every check, so no follow-up was asked: change the seed")
+    assert job["status"] == "needs_review", job["error"]
+    assert "engine_stop" in kinds
+    stop = next(s for s in trace["steps"] if s["kind"] == "engine_stop")
+    assert "document too long for model" in stop["data"]["reason"]
+    assert len(trace["candidates"]) == 2  # round 1, kept and selected from
+    assert trace["selection"]["stopped_by"] == "engine_refused"
+    assert any(c["selected"] for c in trace["candidates"])
