@@ -202,6 +202,8 @@ def main() -> int:
         "--timeout", type=float, default=1800.0, help="seconds to wait; jobs not ended are lost"
     )
     parser.add_argument("--seed", type=int, default=0, help="which busy worker each kill picks")
+    parser.add_argument("--engine-url", help="an OpenAI-compatible server (served name "
+                        "smollm2) for the workers instead of the in-process engine")  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -226,6 +228,9 @@ def main() -> int:
         "PONDER_WORKER__REQUEUE_AFTER_S": "60",
         "PONDER_NOTIFY__WEBHOOK_RETRY_SCHEDULE_S": "[1, 2, 5, 10, 20]",
     }
+    if args.engine_url:
+        env.update({"PONDER_ENGINE__KIND": "openai", "PONDER_ENGINE__MODEL": "smollm2",
+                    "PONDER_ENGINE__BASE_URL": args.engine_url})  # fmt: skip
     receiver = WebhookReceiver().start()
     port = free_port()
     api_log = open(logdir / "api.log", "wb")  # noqa: SIM115
@@ -305,6 +310,7 @@ def main() -> int:
         "command": "bench/soak.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "workers": args.workers,
+        "engine": args.engine_url or "in-process",
         "jobs_in_flight_per_worker": args.concurrency,
         "kill_every_s": args.kill_every,
         "kills": fleet.kills,

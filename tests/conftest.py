@@ -40,6 +40,9 @@ os.environ.update(
         "PONDER_NOTIFY__SMTP_PORT": str(SMTP_PORT),
         "PONDER_NOTIFY__WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.3, 0.3]",
         "PONDER_WORKER__HEARTBEAT_S": "2",
+        # Answers are short JSON; a sample that loops would run to the 1536-token default and
+        # hold its job for a minute on CPU. Tests that need another limit set their own.
+        "PONDER_LIMITS__MAX_TOKENS_PER_SAMPLE": "256",
         "OMP_NUM_THREADS": "1",
     }
 )

@@ -23,17 +23,33 @@ FAULT_ENV = {
 }
 
 
-class Workers:
-    """Start, kill and stop worker processes; every log is kept for the PHI checks."""
+IN_PROCESS = {"PONDER_ENGINE__KIND": "vllm", "PONDER_ENGINE__MODEL": ""}
+"""Overrides for a worker that loads the embedded model itself (the default deployment)."""
 
-    def __init__(self, logdir: Path) -> None:
+
+class Workers:
+    """Start, kill and stop worker processes; every log is kept for the PHI checks.
+
+    Workers use the session's vLLM server (``vllm_server``) as their engine unless a test
+    asks for ``PONDER_ENGINE__KIND="vllm"``: a worker then starts in seconds instead of
+    loading a model, and the faults hit the worker process all the same. The scenarios that
+    are about the default deployment (kill -9 mid-generation, the PHI canary, the soak) run
+    the in-process engine."""
+
+    def __init__(self, logdir: Path, engine_url: str | None = None) -> None:
         self.logdir = logdir
         self.procs: list = []
+        self.engine_env = (
+            {"PONDER_ENGINE__KIND": "openai", "PONDER_ENGINE__MODEL": "smollm2",
+             "PONDER_ENGINE__BASE_URL": engine_url}
+            if engine_url else {}
+        )  # fmt: skip
 
     def start(self, **env: str) -> object:
         index = len(self.procs)
         log = open(self.logdir / f"worker-{index}.log", "wb")  # noqa: SIM115
-        proc = start_worker({**FAULT_ENV, **env}, log, name=f"fault{index}", concurrency=4)
+        overrides = {**FAULT_ENV, **self.engine_env, **env}
+        proc = start_worker(overrides, log, name=f"fault{index}", concurrency=4)
         proc.log_path = self.logdir / f"worker-{index}.log"  # type: ignore[attr-defined]
         self.procs.append(proc)
         deadline = time.monotonic() + 90
@@ -55,13 +71,13 @@ class Workers:
 
 
 @pytest.fixture
-def workers(database, tmp_path, monkeypatch) -> Iterator[Workers]:
+def workers(database, vllm_server, tmp_path, monkeypatch) -> Iterator[Workers]:
     redis.Redis.from_url(SPARE_BROKER).flushdb()
     for key, value in FAULT_ENV.items():
         monkeypatch.setenv(key, value)
     config.get_settings.cache_clear()
     queue.celery_app.cache_clear()
-    pool = Workers(tmp_path)
+    pool = Workers(tmp_path, engine_url=vllm_server)
     yield pool
     pool.stop_all()
     monkeypatch.undo()

@@ -81,14 +81,14 @@ def supervise(workers: Workers, broker_url: str, timeout_s: float = 120) -> None
         time.sleep(0.5)
 
 
-def test_redis_restart_loses_no_job(api, tenant, private_redis, tmp_path):
+def test_redis_restart_loses_no_job(api, tenant, private_redis, vllm_server, tmp_path):
     body = {"task": "medrec_extraction", "document": NOTE, "strategy": "single"}
     queued = [
         api.post("/v1/jobs", json=body, headers=tenant.headers).json()["id"] for _ in range(2)
     ]
     private_redis.kill()  # the messages are gone with it
     private_redis.start()
-    workers = Workers(tmp_path)
+    workers = Workers(tmp_path, engine_url=vllm_server)
     try:
         workers.start(PONDER_BROKER__URL=private_redis.url)
         running = api.post("/v1/jobs", json={**body, "strategy": "best_of_n", "n": 6},

@@ -15,12 +15,14 @@ pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_soak_with_a_worker_killed_loses_and_duplicates_nothing(tmp_path):
+def test_soak_with_a_worker_killed_loses_and_duplicates_nothing(vllm_server, tmp_path):
+    # The workers use the session's vLLM server, so a restart takes seconds; the full run in
+    # docs/reliability.md kills workers with their in-process engines.
     out = tmp_path / "soak.json"
     command = [sys.executable, "bench/soak.py", "--jobs", "16", "--workers", "1",
                "--submit-rate", "8", "--kill-every", "25", "--max-kills", "1",
                "--restart-after", "1", "--lease-ttl", "6", "--timeout", "420",
-               "--out", str(out)]  # fmt: skip
+               "--engine-url", vllm_server, "--out", str(out)]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=600)
     report = json.loads(out.read_text())
     assert done.returncode == 0, report

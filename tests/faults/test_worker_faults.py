@@ -13,6 +13,7 @@ from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
 from ponder.reconcile import reconcile
 from tests.conftest import wait_for_status
+from tests.faults.conftest import IN_PROCESS
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
@@ -85,7 +86,7 @@ def assert_one_signed_delivery(webhook_receiver, tenant, job_id: str, status: st
 def test_kill_9_during_generation_retries_and_completes_exactly_once(
     api, tenant, workers, webhook_receiver
 ):
-    first = workers.start()
+    first = workers.start(**IN_PROCESS)  # killed with its engine inside
     job_id = submit(api, tenant, webhook_receiver)
     wait_running_with_engine_work(job_id)
     workers.kill9(first)
@@ -188,7 +189,7 @@ def test_phi_canary_never_reaches_logs_or_the_broker(
             for value in client.lrange(key, 0, -1)
         ]
         assert broker  # the job's message is there
-        workers.start()
+        workers.start(**IN_PROCESS)  # vLLM's own logging included
         wait_for_status(job_id, ENDED, timeout_s=300)
         time.sleep(2)
     logs = workers.logs() + caplog.text
