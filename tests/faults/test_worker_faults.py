@@ -139,7 +139,7 @@ def test_sigterm_during_a_job_lets_it_finish_or_requeues_it(api, tenant, workers
     from ponder.localrun import stop
 
     first = workers.start()
-    job_id = submit(api, tenant, webhook_receiver)
+    job_id = submit(api, tenant, webhook_receiver, n=4)
     wait_running_with_engine_work(job_id)
     stop(first, timeout_s=300)  # SIGTERM: warm shutdown waits for running jobs
     row = job_row(job_id)
