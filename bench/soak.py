@@ -63,17 +63,11 @@ def document(i: int) -> str:
 
 
 def reset_database() -> None:
-    import psycopg
     import redis
 
-    from ponder.dbadmin import create_database, migrate
+    from ponder.dbadmin import migrate, recreate_database
 
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname='ponder_soak'"
-        )
-        c.execute("drop database if exists ponder_soak")
-    create_database(SOAK_DB)
+    recreate_database(SOAK_DB)
     migrate()
     redis.Redis.from_url(SOAK_BROKER).flushdb()
 

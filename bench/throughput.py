@@ -55,16 +55,9 @@ def documents(count: int) -> list[str]:
 
 
 def reset_database() -> None:
-    import psycopg
+    from ponder.dbadmin import migrate, recreate_database
 
-    from ponder.dbadmin import create_database, migrate
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname='ponder_bench'"
-        )
-        c.execute("drop database if exists ponder_bench")
-    create_database(BENCH_DB)
+    recreate_database(BENCH_DB)
     migrate()
 
 

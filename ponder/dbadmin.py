@@ -27,6 +27,22 @@ def create_database(url: str) -> bool:
         return True
 
 
+def recreate_database(url: str) -> None:
+    """Drop the database named in ``url`` (ending its sessions) and create it empty: for the
+    test suite and the benchmarks, which own their databases."""
+    parsed = make_url(url)
+    name = parsed.database
+    if not name:
+        raise ValueError(f"the database URL names no database: {url}")
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,)
+        )
+        conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+    create_database(url)
+
+
 def migrate() -> None:
     from alembic import command
     from alembic.config import Config

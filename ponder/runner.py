@@ -191,9 +191,7 @@ def _finish(
     }
     result["summary"] = _summary(outcome.status, result)
 
-    def work(session: Session) -> None:
-        job = jobs.locked_for_run(session, job_id, token)
-        assert job is not None  # _ending checked
+    def work(session: Session, job: Job) -> None:
         jobs.finish(
             session=session,
             job=job,
@@ -210,7 +208,7 @@ def _finish(
     return RunOutcome(ended)
 
 
-def _ending(job_id: str, token: int, work: Callable[[Session], None]) -> str | None:
+def _ending(job_id: str, token: int, work: Callable[[Session, Job], None]) -> str | None:
     """Run the transaction that ends this run's job, retried while PostgreSQL is unreachable.
     Returns the job's status after it, or None if the lease was lost. A retry whose first
     try landed (the commit's acknowledgement was lost) finds the job ended under this run's
@@ -228,7 +226,7 @@ def _ending(job_id: str, token: int, work: Callable[[Session], None]) -> str | N
                 ):
                     return landed.status
                 return None
-            work(session)
+            work(session, job)
             return job.status
 
     return with_retries(attempt, what=f"job {job_id}: end")
@@ -247,9 +245,7 @@ def _summary(status: str, result: dict[str, Any]) -> str:
 def _end_with(
     job_id: str, token: int, status: JobStatus, error: str, settings: Settings
 ) -> RunOutcome:
-    def work(session: Session) -> None:
-        job = jobs.locked_for_run(session, job_id, token)
-        assert job is not None  # _ending checked
+    def work(session: Session, job: Job) -> None:
         jobs.finish(session=session, job=job, status=status, error=error, settings=settings)
 
     ended = _ending(job_id, token, work)

@@ -49,7 +49,7 @@ os.environ.update(
 
 from ponder import config, queue  # noqa: E402
 from ponder.db import get_engine, session_scope  # noqa: E402
-from ponder.dbadmin import create_database, migrate  # noqa: E402
+from ponder.dbadmin import migrate, recreate_database  # noqa: E402
 from ponder.tenants import issue_key  # noqa: E402
 
 TABLES = (
@@ -59,14 +59,7 @@ TABLES = (
 
 
 def _reset_database() -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        c.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (TEST_DB,)
-        )
-        c.execute(f'drop database if exists "{TEST_DB}"')
-    create_database(TEST_DB_URL)
+    recreate_database(TEST_DB_URL)
     migrate()
 
 
