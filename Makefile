@@ -29,8 +29,19 @@ migrate: install
 demo: install migrate
 	$(PONDER) demo
 
+# The suite runs as two pytest processes side by side, each with its own database and Redis
+# databases: the fault scenarios (mostly waiting on timeouts, restarts and kills) and the rest.
+# The fault half's output is printed when both have ended; the exit status fails if either did.
 test: install migrate
-	$(VENV)/bin/pytest
+	@faults_log=$$(mktemp); \
+	PONDER_TEST_DATABASE=ponder_test_faults PONDER_TEST_REDIS_BASE=8 \
+	  $(VENV)/bin/pytest -m faults -p no:cacheprovider > "$$faults_log" 2>&1 & faults_pid=$$!; \
+	$(VENV)/bin/pytest -m "not faults"; rest_rc=$$?; \
+	wait $$faults_pid; faults_rc=$$?; \
+	echo "=============== fault suite (pytest -m faults, run alongside) ==============="; \
+	cat "$$faults_log"; rm -f "$$faults_log"; \
+	echo "make test: rest exit $$rest_rc, faults exit $$faults_rc"; \
+	exit $$(( rest_rc || faults_rc ))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -162,7 +162,7 @@ def worker(database: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = start_worker(
-        {"PONDER_WORKER__METRICS_PORT": str(WORKER_METRICS_PORT)}, log, concurrency=8
+        {"PONDER_WORKER__METRICS_PORT": str(WORKER_METRICS_PORT)}, log, concurrency=16
     )
     deadline = time.monotonic() + 120
     while b"ready." not in log_path.read_bytes():

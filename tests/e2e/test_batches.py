@@ -132,8 +132,17 @@ def test_a_100_item_batch_ends_with_correct_counts_and_retry_reruns_only_the_fai
 
 
 @pytest.mark.timeout(900)
-def test_cancel_mid_batch_keeps_finished_results_and_cancels_the_rest(api, tenant, worker):
+def test_cancel_mid_batch_keeps_finished_results_and_cancels_the_rest(
+    api, tenant, worker, monkeypatch
+):
+    from ponder.config import get_settings
+
+    # About cancelling, not answers: 48-token answers (frozen on each item at upload).
+    monkeypatch.setenv("PONDER_LIMITS__MAX_TOKENS_PER_SAMPLE", "48")
+    get_settings.cache_clear()
     batch = submit(api, tenant, items(40))
+    monkeypatch.undo()
+    get_settings.cache_clear()
     wait_for(api, tenant, batch["id"], lambda b: _ended_count(b) >= 3, timeout_s=600)
     cancelling = api.post(f"/v1/batches/{batch['id']}/cancel", headers=tenant.headers).json()
     finished_before = _ended_count(cancelling) - cancelling["counts"]["cancelled"]
