@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.body_limit import BodyLimit
 from api.deps import refuse_nul_in_url
@@ -34,6 +35,16 @@ def create_app() -> FastAPI:
     async def _ponder_error(request: Request, exc: PonderError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Errors raised by the framework itself (unknown route, wrong method) in the same
+        # shape as ours, saying what to fix.
+        return JSONResponse(
+            {"error": _framework_message(exc), "detail": {}},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Name the field and the problem; never echo the submitted values (may be PHI).
@@ -46,6 +57,14 @@ def create_app() -> FastAPI:
         )
 
     return app
+
+
+def _framework_message(exc: StarletteHTTPException) -> str:
+    if exc.status_code == 404:
+        return "no such route: see /docs for the API's routes"
+    if exc.status_code == 405:
+        return f"method not allowed on this route; allowed: {(exc.headers or {}).get('Allow', '?')}"
+    return exc.detail if isinstance(exc.detail, str) else "request refused"
 
 
 app = create_app()

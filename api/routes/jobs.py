@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import SessionDep, SettingsDep, TenantDep
 from api.schemas import ErrorPublic, JobCreate, JobPage, JobPublic, Tokens, TracePublic
@@ -107,7 +108,10 @@ def _validate(raw: Any) -> JobCreate:
 
 
 async def _from_multipart(request: Request) -> JobCreate:
-    form = await request.form()
+    try:
+        form = await request.form()
+    except StarletteHTTPException as exc:  # a body the multipart parser cannot read
+        raise InvalidRequest(f"the multipart upload is not valid: {exc.detail}") from exc
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidRequest("multipart upload needs a 'file' part with a .txt or .md file")

@@ -173,6 +173,27 @@ def test_upload_without_file_part_is_refused(api, tenant, isolated_broker):
     assert_nothing_changed(response, 422, "needs a 'file' part", isolated_broker)
 
 
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/batches"])
+def test_multipart_without_a_boundary_is_refused(api, tenant, isolated_broker, path):
+    response = api.post(
+        path,
+        content=b"--x\r\ncontent-disposition: form-data; name=file\r\n\r\nabc\r\n--x--\r\n",
+        headers={**tenant.headers, "content-type": "multipart/form-data"},
+    )
+    assert_nothing_changed(response, 422, "multipart upload is not valid", isolated_broker)
+    assert "boundary" in response.json()["error"]
+    with get_engine().connect() as conn:
+        assert conn.execute(sa.text("select count(*) from batches")).scalar_one() == 0
+
+
+def test_unknown_route_and_wrong_method_answer_in_our_error_shape(api, tenant, isolated_broker):
+    response = api.get("/v1/jobz", headers=tenant.headers)
+    assert_nothing_changed(response, 404, "no such route", isolated_broker)
+    response = api.delete("/v1/jobs", headers=tenant.headers)
+    assert_nothing_changed(response, 405, "method not allowed", isolated_broker)
+    assert "POST" in response.json()["error"] and "POST" in response.headers["allow"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer pk_wrong"}, {"Authorization": "Basic abc"}],
