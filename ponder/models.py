@@ -130,6 +130,9 @@ class Job(SQLModel, table=True):
     thinking_tokens: int = 0
     """Part of completion_tokens: spent on a thinking phase rather than an answer."""
     engine_wall_s: float = 0.0
+    charges: int = 0
+    """Engine calls charged to the counts above; moves with them in one statement, so a retried
+    charge can tell whether its first try landed."""
     cost: float | None = None
     """From the cost model in the settings, when one is configured."""
 

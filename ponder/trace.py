@@ -4,6 +4,7 @@ they happen by the run that holds the job's lease, and read back for ``/trace``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from ponder.tasktypes import TaskType
 from ponder.verify import Verdict as VerdictValue
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class CancelRequested(Exception):
@@ -40,6 +42,7 @@ class PostgresRecorder:
         self.attempt = attempt
         self.task = task
         self.settings = settings
+        self._charges: int | None = None  # the job's charge count as this run last wrote it
 
     def _fence(self, session: Session) -> None:
         cancel = renew_lease(
@@ -157,22 +160,34 @@ class PostgresRecorder:
                 )
 
     def charge(self, result: GenerationResult, *, thinking_tokens: int = 0) -> None:
-        # Not idempotent: a retry after a commit whose acknowledgement was lost counts the
-        # request's tokens twice (usage only; candidates and the outcome are checked).
+        """Add an engine call's usage to the job, once: the job's ``charges`` counter moves
+        with the tokens and the update applies only from the count this run saw before the
+        charge, so a retry after a commit whose acknowledgement was lost adds nothing."""
+        before = self._charges
+
         def add(session: Session, retrying: bool) -> None:
-            session.execute(
+            nonlocal before
+            if before is None:
+                before = session.exec(select(Job.charges).where(Job.id == self.job_id)).one()
+            updated = session.execute(
                 sa.update(Job)
-                .where(col(Job.id) == self.job_id)
+                .where(col(Job.id) == self.job_id, col(Job.charges) == before)
                 .values(
+                    charges=before + 1,
                     prompt_tokens=Job.prompt_tokens + result.prompt_tokens,
                     completion_tokens=Job.completion_tokens + result.completion_tokens,
                     thinking_tokens=Job.thinking_tokens + thinking_tokens,
                     cached_tokens=Job.cached_tokens + result.cached_prompt_tokens,
                     engine_wall_s=Job.engine_wall_s + result.engine_wall_s,
                 )
-            )
+                .returning(col(Job.id))
+            ).first()
+            if updated is None and not retrying:  # only this run writes it (fenced): a bug
+                logger.error("job %s: charge skipped, the charge count moved", self.job_id)
 
         self._write("charge", add)
+        assert before is not None
+        self._charges = before + 1
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         self._write(f"event {kind}", lambda session, retrying: self._event(

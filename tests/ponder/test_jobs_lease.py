@@ -144,3 +144,43 @@ def test_a_rolled_back_submission_leaves_no_row_and_sends_nothing(tenant, isolat
     with get_engine().connect() as conn:
         assert conn.execute(sa.text("select count(*) from jobs")).scalar_one() == 0
     assert queued_messages(isolated_broker) == 0
+
+
+def usage(job_id: str) -> tuple[int, int, int]:
+    with get_engine().connect() as conn:
+        row = conn.execute(
+            sa.text("select prompt_tokens, cached_tokens, charges from jobs where id = :j"),
+            {"j": job_id},
+        ).one()
+    return row.prompt_tokens, row.cached_tokens, row.charges
+
+
+def test_a_charge_retried_after_its_commit_landed_is_counted_once(job_id, monkeypatch):
+    from ponder import trace
+
+    got = claim(job_id, "a")
+    recorder = PostgresRecorder(
+        job_id=job_id, token=got.token, attempt=got.attempt, task=TASK, settings=get_settings()
+    )
+    result = GenerationResult([], 100, 20, 0.0, "m", 0.0, 0.0)  # 100 prompt, 20 cached
+
+    def landed_then_ack_lost(work, *, what):
+        # The first try commits; its acknowledgement is lost, so with_retries runs it again.
+        work(False)
+        return work(True)
+
+    monkeypatch.setattr(trace, "with_retries", landed_then_ack_lost)
+    recorder.charge(result)
+    assert usage(job_id) == (100, 20, 1)
+    recorder.charge(result)  # the next call is charged, once too
+    assert usage(job_id) == (200, 40, 2)
+    monkeypatch.undo()
+    recorder.charge(result)
+    assert usage(job_id) == (300, 60, 3)
+    # A later attempt's run starts from the count in the row.
+    expire_lease(job_id)
+    again = claim(job_id, "b")
+    PostgresRecorder(
+        job_id=job_id, token=again.token, attempt=again.attempt, task=TASK, settings=get_settings()
+    ).charge(result)
+    assert usage(job_id) == (400, 80, 4)
