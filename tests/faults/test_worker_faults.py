@@ -109,9 +109,9 @@ def test_a_poison_job_that_kills_every_worker_fails_after_the_attempt_limit(
     api, tenant, workers, webhook_receiver
 ):
     job_id = submit(api, tenant, webhook_receiver)
-    for _ in range(3):  # max_attempts: each delivery kills its worker
+    for attempt in (1, 2, 3):  # max_attempts: each delivery kills its worker
         worker = workers.start()
-        wait_running_with_engine_work_or_resend(job_id)
+        wait_running_attempt_or_resend(job_id, attempt)
         workers.kill9(worker)
     workers.start()
     row = reconcile_until(job_id, ENDED, timeout_s=120)
@@ -121,18 +121,19 @@ def test_a_poison_job_that_kills_every_worker_fails_after_the_attempt_limit(
     assert_one_signed_delivery(webhook_receiver, tenant, job_id, "failed")
 
 
-def wait_running_with_engine_work_or_resend(job_id: str, timeout_s: float = 180) -> None:
-    """Re-send the job (as beat would) until a live worker claims it and starts."""
+def wait_running_attempt_or_resend(job_id: str, attempt: int, timeout_s: float = 180) -> None:
+    """Re-send the job (as beat would) until a live worker has claimed it for ``attempt``
+    (the worker may claim it before its start is seen: the message is already waiting)."""
     deadline = time.monotonic() + timeout_s
-    attempts = job_row(job_id)["attempts"]
     while time.monotonic() < deadline:
+        row = job_row(job_id)
+        if row["status"] == "running" and row["attempts"] == attempt:
+            return
+        assert row["status"] not in ENDED and row["attempts"] < attempt, row["status"]
         with session_scope() as session:
             reconcile(session=session, settings=get_settings())
-        row = job_row(job_id)
-        if row["status"] == "running" and row["attempts"] > attempts:
-            return
-        time.sleep(1.0)
-    raise TimeoutError("no worker claimed the job")
+        time.sleep(0.3)
+    raise TimeoutError(f"no worker claimed the job for attempt {attempt}")
 
 
 def test_sigterm_during_a_job_lets_it_finish_or_requeues_it(api, tenant, workers, webhook_receiver):
