@@ -149,6 +149,8 @@ class BatchPublic(BaseModel):
 
 class BatchPage(BaseModel):
     items: list[BatchPublic]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the next page; null on the last page."""
 
 
 class BatchRetryPublic(BaseModel):

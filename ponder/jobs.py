@@ -23,7 +23,7 @@ from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from ponder.knobs import KnobsStore
-from ponder.models import Job, JobStatus, Tenant, utcnow
+from ponder.models import Batch, Job, JobStatus, Tenant, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.outbox import enqueue_job_notifications
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
@@ -229,15 +229,16 @@ def get_job(*, session: Session, tenant: Tenant, job_id: str) -> Job:
     return job
 
 
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
+def encode_cursor(row: Job | Batch) -> str:
+    """A page's position: the (created_at, id) of its last row, for lists newest first."""
+    raw = f"{row.created_at.isoformat()}|{row.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), job_id
+        created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), row_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("cursor is not valid: pass next_cursor from a previous page") from exc
 
@@ -262,7 +263,7 @@ def list_jobs(
     if task:
         query = query.where(Job.task == task)
     if cursor:
-        created, job_id = _decode_cursor(cursor)
+        created, job_id = decode_cursor(cursor)
         query = query.where(sa.tuple_(Job.created_at, Job.id) < sa.tuple_(created, job_id))
     query = query.order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
     rows = list(session.exec(query).all())

@@ -193,10 +193,16 @@ def list_batches(
     tenant: TenantDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
 ) -> BatchPage:
-    """The newest batches first."""
-    rows = batches.list_batches(session=session, tenant=tenant, limit=limit)
-    return BatchPage(items=[to_public(batches.summarize(session, b), settings) for b in rows])
+    """The newest batches first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    rows, next_cursor = batches.list_batches(
+        session=session, tenant=tenant, limit=limit, cursor=cursor
+    )
+    return BatchPage(
+        items=[to_public(batches.summarize(session, b), settings) for b in rows],
+        next_cursor=next_cursor,
+    )
 
 
 @router.get("/{batch_id}", response_model=BatchPublic, responses=_ERRORS)

@@ -277,6 +277,27 @@ def test_list_shows_the_newest_batches_first(api, tenant, isolated_broker):
     assert [b["id"] for b in listed] == [second, first]
 
 
+def test_the_batch_list_pages_with_a_cursor_through_every_batch(api, tenant, isolated_broker):
+    made = [submit(api, tenant, [item(1)]).json()["id"] for _ in range(5)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = api.get("/v1/batches", params=params, headers=tenant.headers).json()
+        assert len(page["items"]) <= 2
+        seen += [b["id"] for b in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == made[::-1]  # each batch once, newest first
+
+
+def test_a_bad_batch_list_cursor_is_422(api, tenant, isolated_broker):
+    response = api.get("/v1/batches?cursor=%25%25%25", headers=tenant.headers)
+    assert response.status_code == 422
+    assert "cursor is not valid" in response.json()["error"]
+
+
 def _counts(**given: int) -> dict[str, int]:
     return {s.value: given.get(s.value, 0) for s in JobStatus}
 
