@@ -272,7 +272,8 @@ def list_jobs(
 
 
 def cancel(*, session: Session, tenant: Tenant, job_id: str, settings: Settings) -> Job:
-    """A queued job is cancelled at once; a running one at its next step."""
+    """A queued job is cancelled at once; a running one by its run, which sees the flag at its
+    next heartbeat or write (the heartbeat aborts the engine call in flight)."""
     job = get_job(session=session, tenant=tenant, job_id=job_id)
     session.refresh(job, with_for_update=True)
     if JobStatus(job.status).terminal:

@@ -16,7 +16,12 @@ from sqlmodel import Session
 from ponder import jobs
 from ponder.config import Settings
 from ponder.db import DatabaseUnavailable, session_scope, with_retries
-from ponder.engines.base import Engine, EngineRequestError, EngineUnavailable
+from ponder.engines.base import (
+    Engine,
+    EngineAborted,
+    EngineRequestError,
+    EngineUnavailable,
+)
 from ponder.errors import LeaseLost
 from ponder.models import Job, JobStatus
 from ponder.strategies import STRATEGIES
@@ -43,10 +48,14 @@ class RunOutcome:
 
 
 class _Heartbeat:
-    """Renews the lease while a long engine call is in flight."""
+    """Renews the lease while a long engine call is in flight. When the caller has cancelled
+    the job, or this run has lost its lease, it aborts the job's engine call in flight (and
+    any started later, at each beat) instead of letting it run to its end; the run then
+    finds out why from its next write."""
 
-    def __init__(self, job_id: str, token: int, settings: Settings) -> None:
+    def __init__(self, job_id: str, token: int, settings: Settings, engine: Engine) -> None:
         self._stop = threading.Event()
+        self._engine = engine
         self._thread = threading.Thread(
             target=self._beat, args=(job_id, token, settings), daemon=True, name=f"lease-{job_id}"
         )
@@ -63,15 +72,14 @@ class _Heartbeat:
         while not self._stop.wait(settings.worker.heartbeat_s):
             try:
                 with session_scope() as session:
-                    if (
-                        jobs.renew_lease(
-                            session=session, job_id=job_id, token=token, settings=settings
-                        )
-                        is None
-                    ):
-                        return
+                    cancel = jobs.renew_lease(
+                        session=session, job_id=job_id, token=token, settings=settings
+                    )
             except Exception:  # the database may be restarting; the next beat retries
                 logger.warning("lease renewal for job %s failed; will retry", job_id)
+                continue
+            if cancel is None or cancel:
+                self._engine.abort_job(job_id)
 
 
 def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
@@ -112,7 +120,7 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
     )
     started = time.monotonic()
     try:
-        with _Heartbeat(job_id, claim.token, settings):
+        with _Heartbeat(job_id, claim.token, settings, engine):
             recorder.event("started", {"attempt": claim.attempt, "strategy": config.model_dump()})
             ctx = StrategyContext(
                 job_id=job_id,
@@ -130,6 +138,9 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
                 # Finish with what the budget bought; unverified means needs_review.
                 ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.tokens_spent)
                 outcome = outcome_from(ctx.candidates, ctx, stopped_by="budget")
+            except EngineAborted:
+                recorder.check()  # raises LeaseLost or CancelRequested: why it was aborted
+                raise EngineUnavailable("the engine aborted a request of a live run") from None
             except EngineRequestError as exc:
                 if not ctx.candidates:
                     raise

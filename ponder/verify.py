@@ -13,6 +13,8 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
+from ponder.engines.base import EngineAborted
+
 SCHEMA_VERIFIER = "schema"
 
 
@@ -96,6 +98,8 @@ def verify_candidate(
                     result = cast(JudgeCheckFn, spec.check)(parsed, document, ask_yes_no)
                 else:
                     result = cast(CheckFn, spec.check)(parsed, document)
+            except EngineAborted:  # a judge's call aborted because the job stopped
+                raise
             except Exception as exc:  # a verifier bug must not pass a candidate
                 result = CheckResult(False, 0.0, [f"verifier error: {type(exc).__name__}"])
         verdicts.append(

@@ -19,6 +19,11 @@ class EngineUnavailable(EngineError):
     """The engine could not be reached or failed transiently; the job may be retried."""
 
 
+class EngineAborted(EngineError):
+    """The request was aborted in flight because its job stopped (cancelled by the caller, or
+    its run lost the lease); the run finds out why from the job row."""
+
+
 class EngineRequestError(EngineError):
     """The request itself cannot be served (for example the prompt exceeds the context).
     Retrying will not help; the job fails with this message."""
@@ -124,5 +129,10 @@ class Engine(Protocol):
         ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def abort_job(self, job_id: str) -> None:
+        """Abort the job's requests in flight (request ids ``{job_id}:...``): their
+        ``generate`` calls raise ``EngineAborted``. Best effort and idempotent."""
+        ...
 
     def close(self) -> None: ...

@@ -84,6 +84,10 @@ class OpenAIEngine:
         # Servers differ in exposing a tokenizer; a conservative estimate is enough for limits.
         return max(1, len(text) // 3)
 
+    def abort_job(self, job_id: str) -> None:
+        """Not supported: a blocking HTTP call cannot be interrupted from another thread here,
+        so the call runs to its end and the run stops at its next write (documented)."""
+
     def close(self) -> None:
         self._client.close()
 

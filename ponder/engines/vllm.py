@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ponder.engines.base import (
+    EngineAborted,
     EngineRequestError,
     EngineUnavailable,
     GenerationRequest,
@@ -67,6 +68,11 @@ class _Pending:
     in_flight_at_admission: int = 0
 
 
+@dataclass
+class _Abort:
+    job_id: str
+
+
 class VLLMEngine:
     """Thread-safe front of one in-process vLLM ``LLMEngine``."""
 
@@ -106,7 +112,7 @@ class VLLMEngine:
             "vLLM engine for %s ready in %.1fs", self.model_name, time.monotonic() - started
         )
 
-        self._inbox: queue.Queue[_Pending | None] = queue.Queue()
+        self._inbox: queue.Queue[_Pending | _Abort | None] = queue.Queue()
         self._active: dict[str, _Pending] = {}
         self._counter = 0
         self._closed = False
@@ -136,6 +142,11 @@ class VLLMEngine:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
+    def abort_job(self, job_id: str) -> None:
+        # The engine thread does it: LLMEngine is not thread-safe. Requests queued before
+        # this marker are admitted first, so they are aborted too.
+        self._inbox.put(_Abort(job_id))
+
     @property
     def in_flight(self) -> int:
         return len(self._active)
@@ -156,7 +167,10 @@ class VLLMEngine:
                     if item is None:
                         self._fail_all(EngineUnavailable("engine is shut down"))
                         return
-                    self._admit(item)
+                    if isinstance(item, _Abort):
+                        self._abort(item.job_id)
+                    else:
+                        self._admit(item)
             except queue.Empty:
                 pass
             if not self._active:
@@ -243,6 +257,21 @@ class VLLMEngine:
                 in_flight_at_admission=item.in_flight_at_admission,
             )
         )
+
+    def _abort(self, job_id: str) -> None:
+        mine = [
+            engine_id
+            for engine_id, item in self._active.items()
+            if item.request.request_id.startswith(f"{job_id}:")
+        ]
+        if mine:
+            self._engine.abort_request(mine)
+        for engine_id in mine:
+            self._active.pop(engine_id).future.set_exception(
+                EngineAborted(f"request aborted: job {job_id} stopped")
+            )
+        if mine:
+            logger.info("job %s: %d engine request(s) aborted in flight", job_id, len(mine))
 
     def _fail_all(self, exc: Exception) -> None:
         for engine_id, item in list(self._active.items()):

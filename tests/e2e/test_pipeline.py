@@ -178,3 +178,35 @@ def test_worker_metrics_show_its_engine_took_requests(api, tenant, worker):
     )
     assert peak >= 1
     assert "ponder_engine_requests_in_flight 0.0" in text
+
+
+def test_cancelling_a_running_job_aborts_its_engine_call(api, tenant, worker):
+    # A long free-text thinking call (up to 1024 tokens: tens of seconds on CPU) is in flight
+    # when the caller cancels; the run's heartbeat (2 s in tests) aborts it in the engine.
+    body = {"task": "medrec_extraction", "document": NOTE, "strategy": "extended_reasoning",
+            "n": 1, "params": {"thinking_tokens": 1024}}  # fmt: skip
+    response = api.post("/v1/jobs", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + 300
+    while not _has_event(job_id, "started"):
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.2)
+    time.sleep(3)  # the think call is decoding
+    cancelled_at = time.monotonic()
+    assert api.post(f"/v1/jobs/{job_id}/cancel", headers=tenant.headers).status_code == 200
+    job = wait_for_status(job_id, ENDED, timeout_s=300)
+    took = time.monotonic() - cancelled_at
+    assert job["status"] == "cancelled"
+    assert took < 12, f"cancelled {took:.1f} s after the request: the engine call ran on"
+    assert job["thinking_tokens"] == 0 and job["completion_tokens"] == 0  # cut, not charged
+    assert f"job {job_id}: 1 engine request(s) aborted in flight" in worker.read_text()
+
+
+def _has_event(job_id: str, kind: str) -> bool:
+    with get_engine().connect() as conn:
+        found = conn.execute(
+            sa.text("select count(*) from trace_events where job_id = :j and kind = :k"),
+            {"j": job_id, "k": kind},
+        ).scalar_one()
+    return bool(found)

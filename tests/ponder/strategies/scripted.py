@@ -65,6 +65,9 @@ class ScriptedEngine:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def abort_job(self, job_id: str) -> None:
+        pass  # calls return at once; nothing is ever in flight
+
     def close(self) -> None:
         pass
 
