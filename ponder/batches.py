@@ -21,10 +21,11 @@ from ponder.batch_state import FAILED, close_batch_if_ended, count_items, derive
 from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound
-from ponder.jobs import decode_cursor, encode_cursor, frozen_config
+from ponder.jobs import frozen_config
 from ponder.models import Batch, Job, JobStatus, Tenant, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
+from ponder.pages import newest_first
 from ponder.queue import send_dispatch_batch, send_run_job
 
 logger = logging.getLogger(__name__)
@@ -197,15 +198,8 @@ def summarize(session: Session, batch: Batch) -> BatchSummary:
 def list_batches(
     *, session: Session, tenant: Tenant, limit: int, cursor: str | None = None
 ) -> tuple[list[Batch], str | None]:
-    """Newest first; the cursor is the (created_at, id) of the last row of the page."""
     query = select(Batch).where(Batch.tenant_id == tenant.id)
-    if cursor:
-        created, batch_id = decode_cursor(cursor)
-        query = query.where(sa.tuple_(Batch.created_at, Batch.id) < sa.tuple_(created, batch_id))
-    query = query.order_by(col(Batch.created_at).desc(), col(Batch.id).desc()).limit(limit + 1)
-    rows = list(session.exec(query).all())
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return newest_first(session, query, Batch, limit=limit, cursor=cursor)
 
 
 def cancel_batch(*, session: Session, tenant: Tenant, batch_id: str, settings: Settings) -> Batch:

@@ -3,13 +3,12 @@ the caller's ``session_scope()`` (or the API's session dependency) owns the tran
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,11 @@ from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from ponder.knobs import KnobsStore
-from ponder.models import Batch, Job, JobStatus, Tenant, utcnow
+from ponder.models import Job, JobStatus, Tenant, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.outbox import enqueue_job_notifications
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
+from ponder.pages import newest_first
 from ponder.queue import send_run_job
 from ponder.strategies import STRATEGIES
 from ponder.strategies.base import MIN_USEFUL_OUTPUT_TOKENS, StrategyConfig
@@ -229,20 +229,6 @@ def get_job(*, session: Session, tenant: Tenant, job_id: str) -> Job:
     return job
 
 
-def encode_cursor(row: Job | Batch) -> str:
-    """A page's position: the (created_at, id) of its last row, for lists newest first."""
-    raw = f"{row.created_at.isoformat()}|{row.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), row_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("cursor is not valid: pass next_cursor from a previous page") from exc
-
-
 def list_jobs(
     *,
     session: Session,
@@ -262,13 +248,7 @@ def list_jobs(
         query = query.where(Job.status == status)
     if task:
         query = query.where(Job.task == task)
-    if cursor:
-        created, job_id = decode_cursor(cursor)
-        query = query.where(sa.tuple_(Job.created_at, Job.id) < sa.tuple_(created, job_id))
-    query = query.order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
-    rows = list(session.exec(query).all())
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return newest_first(session, query, Job, limit=limit, cursor=cursor)
 
 
 def cancel(*, session: Session, tenant: Tenant, job_id: str, settings: Settings) -> Job:

@@ -264,14 +264,14 @@ class VLLMEngine:
             for engine_id, item in self._active.items()
             if item.request.request_id.startswith(f"{job_id}:")
         ]
-        if mine:
-            self._engine.abort_request(mine)
+        if not mine:
+            return
+        self._engine.abort_request(mine)
         for engine_id in mine:
             self._active.pop(engine_id).future.set_exception(
                 EngineAborted(f"request aborted: job {job_id} stopped")
             )
-        if mine:
-            logger.info("job %s: %d engine request(s) aborted in flight", job_id, len(mine))
+        logger.info("job %s: %d engine request(s) aborted in flight", job_id, len(mine))
 
     def _fail_all(self, exc: Exception) -> None:
         for engine_id, item in list(self._active.items()):
