@@ -26,7 +26,7 @@ _COUNT_PER_PERIOD = re.compile(
 _DAILY = r"^(?:(?:once )?daily |every day |once a day )?"
 _BEDTIME = r"(?:qhs|hs|qn|(?:at )?bedtime|before bed|nightly|(?:at|every|each) night)$"
 _SCHEDULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^(?:daily|qd|qday|every day|each day)$"), "daily"),
+    (re.compile(r"^(?:daily|qd|qday|every day|each day|a day|per day)$"), "daily"),
     (re.compile(r"^bid$"), "BID"),
     (re.compile(r"^tid$"), "TID"),
     (re.compile(r"^qid$"), "QID"),
@@ -69,3 +69,38 @@ def _schedule(cleaned: str) -> str | None:
             return None
         return "weekly" if period.startswith("week") else "monthly"
     return next((term for pattern, term in _SCHEDULES if pattern.match(cleaned)), None)
+
+
+ONCE_DAILY = frozenset({"daily", "qAM", "qPM", "qHS"})
+"""Schedules that all mean once a day; they differ only in the time of day."""
+
+
+def frequencies_in(text: str, max_words: int = 6) -> list[str]:
+    """Every frequency stated in free text, in the controlled vocabulary: the longest runs of
+    words the vocabulary knows, not overlapping ("once a day in the morning" is qAM, not
+    daily and qAM)."""
+    words = normalise_text(text).replace(",", " ").replace(";", " ").split()
+    found: list[str] = []
+    i = 0
+    while i < len(words):
+        for size in range(min(max_words, len(words) - i), 0, -1):
+            term = normalise_frequency(" ".join(words[i : i + size]))
+            if term is not None and not (size == 1 and words[i] in _AMBIGUOUS_WORDS):
+                found.append(term)
+                i += size
+                break
+        else:
+            i += 1
+    return found
+
+
+_AMBIGUOUS_WORDS = frozenset({"once", "now", "stat", "pm", "am"})
+"""Single words that name a frequency in a sig but are ordinary words in a sentence ("once
+you feel better", "now")."""
+
+
+def same_schedule(first: str, second: str) -> bool:
+    """Whether two vocabulary terms name the same schedule: equal once " PRN" is set aside,
+    or both once a day at some time of day."""
+    a, b = first.removesuffix(" PRN"), second.removesuffix(" PRN")
+    return a == b or (a in ONCE_DAILY and b in ONCE_DAILY)

@@ -12,12 +12,14 @@ from tasks.dose import MAX_DOSE_BY_UNIT, MAX_PLAUSIBLE_DOSE
 from tasks.grounding import normalise_text
 from tasks.medication_frequency import normalise_frequency
 from tasks.medrec_checks import (
+    check_completeness,
     check_dose_format,
     check_dose_in_evidence,
     check_dose_plausibility,
     check_drug_lexicon,
     check_evidence_grounding,
     check_evidence_names_drug,
+    check_frequency_in_evidence,
     check_frequency_vocabulary,
     check_name_grounding,
     check_no_duplicates,
@@ -29,6 +31,9 @@ Unit = Literal[
     "mg", "mcg", "g", "mL", "units", "mEq", "puffs", "drops", "sprays", "tablets", "capsules",
     "patch", "other",
 ]  # fmt: skip
+Status = Literal["active", "new", "changed", "discontinued", "held", "allergy", "not_taking"]
+"""``allergy`` and ``not_taking`` let a complete list account for a drug the note names that
+the patient must not or does not take."""
 Route = Literal[
     "oral", "IV", "IM", "subcutaneous", "topical", "inhaled", "sublingual", "rectal",
     "transdermal", "ophthalmic", "otic", "nasal", "other",
@@ -39,12 +44,15 @@ class Medication(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=60)
-    dose: str = Field(min_length=1, max_length=20)
-    """A number or range ("50", "1-2"); the unit goes in ``unit``."""
-    unit: Unit
+    dose: str | None = Field(min_length=1, max_length=20)
+    """A number or range ("50", "1-2"); the unit goes in ``unit``. None when the note states
+    no dose for it: a guessed dose is worse than none."""
+    unit: Unit | None
+    """None exactly when ``dose`` is None."""
     route: Route
-    frequency: str = Field(min_length=1, max_length=30)
-    status: Literal["active", "new", "changed", "discontinued", "held"]
+    frequency: str | None = Field(min_length=1, max_length=30)
+    """None when the note states no frequency for it."""
+    status: Status
     evidence: str = Field(min_length=1, max_length=300)
     """The note's own words about this medication."""
 
@@ -57,7 +65,8 @@ class MedicationList(BaseModel):
 
 def item_key(m: Medication) -> tuple[str, str]:
     """One medication's voting key: its name and frequency, ignoring case and wording."""
-    return (normalise_text(m.name), normalise_frequency(m.frequency) or normalise_text(m.frequency))
+    frequency = m.frequency or ""
+    return (normalise_text(m.name), normalise_frequency(frequency) or normalise_text(frequency))
 
 
 def normalise(output: MedicationList) -> frozenset[tuple[str, str]]:
@@ -75,6 +84,13 @@ TASK = TaskType(
         "exactly from the note, never guess a dose, and answer only with JSON."
     ),
     verifiers=(
+        VerifierSpec(
+            "completeness",
+            check_completeness,
+            "Every drug the note names (lexicon names, brands for their generic; not a lab "
+            "analyte such as 'potassium 4.6 mmol/L') has an item, with a status saying why "
+            "where it is not taken; an empty list passes only a note that names none.",
+        ),
         VerifierSpec(
             "name_grounding",
             check_name_grounding,
@@ -94,7 +110,8 @@ TASK = TaskType(
         VerifierSpec(
             "dose_format",
             check_dose_format,
-            f"Every dose is a positive number or range, at most {MAX_PLAUSIBLE_DOSE}.",
+            f"Every dose is a positive number or range, at most {MAX_PLAUSIBLE_DOSE}, with "
+            "a unit; or no dose and no unit.",
         ),
         VerifierSpec(
             "dose_plausibility",
@@ -119,19 +136,26 @@ TASK = TaskType(
             "dose_in_evidence",
             check_dose_in_evidence,
             "The dose and unit are stated in the evidence (words such as 'forty milligrams' "
-            "count); a stopped or held medication's evidence may state none.",
+            "count); a stopped, held, allergy or not-taken medication's evidence may state "
+            "none; no dose given where the evidence states one for the drug fails.",
+        ),
+        VerifierSpec(
+            "frequency_in_evidence",
+            check_frequency_in_evidence,
+            "Where the evidence states how often the drug is taken, the frequency agrees "
+            "(once daily at any time of day counts as daily).",
         ),
         VerifierSpec(
             "route_vocabulary",
             check_route_vocabulary,
             "Every route is in the vocabulary and agrees with a route its evidence names.",
             weight=0.5,
-            required=False,
         ),
         VerifierSpec(
             "status_consistency",
             check_status_consistency,
-            "A discontinued or held medication has stopping or holding words in its evidence.",
+            "A discontinued or held medication has stopping or holding words in its evidence; "
+            "an allergy, allergy words; a drug not taken, not-taking words.",
             weight=0.5,
             required=False,
         ),

@@ -54,13 +54,22 @@ def verdicts_for(output, document=DOCUMENT):
 
 
 def test_grounded_metoprolol_50_mg_bid_passes_every_verifier():
-    verdicts = verdicts_for(meds(med()))
+    # A note naming metoprolol only: DOCUMENT also names naproxen and warfarin, which a
+    # complete list must carry (see the completeness tests).
+    verdicts = verdicts_for(meds(med()), document="Metoprolol 50 mg by mouth BID, continue.")
     assert all(v.passed and v.score == 1.0 for v in verdicts.values()), verdicts
 
 
-def test_empty_medication_list_passes_every_verifier():
-    verdicts = verdicts_for(meds())
+def test_empty_medication_list_on_a_note_without_drugs_passes_every_verifier():
+    verdicts = verdicts_for(meds(), document="Knee pain, better with rest. Return in a month.")
     assert all(v.passed and v.score == 1.0 for v in verdicts.values())
+
+
+def test_empty_medication_list_on_a_note_with_drugs_fails_completeness():
+    verdicts = verdicts_for(meds())
+    assert not verdicts["completeness"].passed
+    missing = " ".join(verdicts["completeness"].findings)
+    assert all(name in missing for name in ("Metoprolol", "Naproxen", "Warfarin"))
 
 
 def test_name_not_in_the_document_fails_name_grounding():
@@ -167,6 +176,7 @@ def test_same_drug_at_two_doses_is_not_a_duplicate():
 def test_required_and_optional_verifiers():
     required = [v.name for v in TASK.verifiers if v.required]
     assert required == [
+        "completeness",
         "name_grounding",
         "evidence_grounding",
         "drug_lexicon",
@@ -175,10 +185,11 @@ def test_required_and_optional_verifiers():
         "frequency_vocabulary",
         "evidence_names_drug",
         "dose_in_evidence",
+        "frequency_in_evidence",
+        "route_vocabulary",
     ]
     optional = {v.name: v.weight for v in TASK.verifiers if not v.required}
     assert optional == {
-        "route_vocabulary": 0.5,
         "status_consistency": 0.5,
         "no_duplicates": 0.5,
     }
@@ -206,8 +217,11 @@ def test_output_schema_is_bounded():
     assert schema["properties"]["medications"]["maxItems"] == 10
     item = schema["$defs"]["Medication"]["properties"]
     for field, limit in {"name": 60, "dose": 20, "frequency": 30, "evidence": 300}.items():
-        assert item[field]["maxLength"] == limit
-    assert "enum" in item["unit"] and "enum" in item["route"] and "enum" in item["status"]
+        # dose and frequency may be null (the note states none): the string branch is bounded.
+        branches = item[field].get("anyOf", [item[field]])
+        assert [b["maxLength"] for b in branches if b["type"] == "string"] == [limit]
+    unit = next(b for b in item["unit"]["anyOf"] if b["type"] == "string")
+    assert "enum" in unit and "enum" in item["route"] and "enum" in item["status"]
 
 
 def test_unknown_unit_fails_the_schema():
@@ -219,7 +233,8 @@ def test_prompt_contains_the_document_and_every_unit_and_route():
     _, user = TASK.messages("UNIQUE-NOTE-TEXT")
     assert "UNIQUE-NOTE-TEXT" in user["content"]
     item = TASK.json_schema()["$defs"]["Medication"]["properties"]
-    for term in item["unit"]["enum"] + item["route"]["enum"]:
+    units = next(b for b in item["unit"]["anyOf"] if b["type"] == "string")["enum"]
+    for term in units + item["route"]["enum"] + item["status"]["enum"]:
         assert term in user["content"]
 
 
@@ -271,6 +286,15 @@ def test_hand_written_list_for_the_sample_note_passes_every_verifier():
             frequency="every 8 hours as needed",
             status="new",
             evidence="Start acetaminophen 500 mg by mouth every 8 hours",
+        ),
+        med(
+            name="Penicillin",
+            dose=None,
+            unit=None,
+            route="other",
+            frequency=None,
+            status="allergy",
+            evidence="Penicillin (rash).",
         ),
     )
     verdicts = verdicts_for(sample, document=SAMPLE.read_text())

@@ -11,8 +11,7 @@ from ponder.strategies import STRATEGIES
 from ponder.strategies.adaptive import Params, measure_confidence
 from ponder.strategies.base import ScoredCandidate
 from ponder.verify import verify_candidate
-from tasks.medrec_extraction import TASK
-from tests.ponder.strategies.medrec import DOC, GOOD, INVENTED, LISINOPRIL, answer
+from tests.ponder.strategies.medrec import DOC, GOOD, INVENTED, LISINOPRIL, TASK, answer
 from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
 
 

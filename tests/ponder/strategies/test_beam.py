@@ -10,8 +10,7 @@ import pytest
 from ponder.engines.base import GenerationRequest, Sample
 from ponder.prompts import render
 from ponder.strategies.beam import ANSWER_TEMPLATE, p_yes
-from tasks.medrec_extraction import TASK
-from tests.ponder.strategies.medrec import DOC, GOOD
+from tests.ponder.strategies.medrec import DOC, GOOD, TASK
 from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
 
 SCORES = {"1": [0.2, 0.9, 0.6], "2": [0.5, 0.3, 0.8]}

@@ -6,8 +6,7 @@ import json
 
 from ponder.strategies import STRATEGIES
 from ponder.strategies.base import StrategyConfig, StrategyContext
-from tasks.medrec_extraction import TASK
-from tests.ponder.strategies.medrec import med
+from tests.ponder.strategies.medrec import TASK, med
 from tests.ponder.strategies.scripted import MemoryRecorder, ScriptedEngine
 
 DOC = "Metoprolol 50 mg by mouth twice daily. Lisinopril 10 mg by mouth daily."

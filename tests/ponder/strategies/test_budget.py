@@ -9,8 +9,7 @@ import pytest
 
 from ponder.engines.base import GenerationRequest
 from ponder.strategies import STRATEGIES
-from tasks.medrec_extraction import TASK
-from tests.ponder.strategies.medrec import DOC, INVENTED, answer
+from tests.ponder.strategies.medrec import DOC, INVENTED, TASK, answer
 from tests.ponder.strategies.scripted import ScriptedEngine, make_context, run_like_runner
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ponder.prompts import render
 from ponder.strategies.extended_reasoning import ANSWER_TEMPLATE
-from tasks.medrec_extraction import TASK
-from tests.ponder.strategies.medrec import BROKEN, DOC, GOOD
+from tests.ponder.strategies.medrec import BROKEN, DOC, GOOD, TASK
 from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
 
 THOUGHT = "The note lists metoprolol twice daily; lisinopril is mentioned too."

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ponder.strategies.refine import _bounded
 from ponder.verify import failing_checks
-from tasks.medrec_extraction import TASK
-from tests.ponder.strategies.medrec import BAD_DOSE, BROKEN, DOC, GOOD, INVENTED, answer, med
+from tests.ponder.strategies.medrec import BAD_DOSE, BROKEN, DOC, GOOD, INVENTED, TASK, answer, med
 from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from tasks.medrec_extraction import TASK
 from tests.ponder.strategies.medrec import (
     ASPIRIN,
     DOC,
@@ -13,6 +12,7 @@ from tests.ponder.strategies.medrec import (
     INVENTED,
     LISINOPRIL,
     METOPROLOL,
+    TASK,
     answer,
     med,
 )
