@@ -101,9 +101,19 @@ def demo(
     raise typer.Exit(run_demo(n=n, timeout_s=timeout))
 
 
-@app.command("eval")
+eval_app = typer.Typer(
+    help="Measure on labelled data: strategies through the pipeline (``ponder eval --task T``), "
+    "or the verifiers alone by mutation (``ponder eval verifiers --task T``)."
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback(invoke_without_command=True)
 def evaluate(
-    task: Annotated[str, typer.Option(help="Task type: medrec_extraction, contract_review, ...")],
+    ctx: typer.Context,
+    task: Annotated[
+        str | None, typer.Option(help="Task type: medrec_extraction, contract_review, ...")
+    ] = None,
     strategies: Annotated[
         str, typer.Option(help="Comma-separated strategies, each 'name' or 'name:n'.")
     ] = "single,best_of_n:4",
@@ -141,6 +151,11 @@ def evaluate(
     ] = 6000,
 ) -> None:
     """Run a labelled dataset through the pipeline for several strategies; print a table."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if task is None:
+        typer.echo("error: --task is required (ponder eval --help lists the options)", err=True)
+        raise typer.Exit(2)
     from ponder.evaluation.command import EvalArgs, UsageError
     from ponder.evaluation.command import evaluate as run_eval
     from ponder.evaluation.report import format_table
@@ -159,6 +174,35 @@ def evaluate(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(format_table(payload))
+
+
+@eval_app.command("verifiers")
+def evaluate_verifiers(
+    task: Annotated[str, typer.Option(help="Task type: " + ", ".join(
+        ["medrec_extraction", "contract_review", "contract_review_full", "math_answer"]))],
+    dataset: Annotated[
+        Path | None,
+        typer.Option(help="Labelled dataset; default: the task's set in ../shared/eval-data/."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the mutations.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="The first N usable items.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+) -> None:
+    """Run the task's verifiers on gold answers built from a labelled dataset and on copies
+    with one deliberate error each; print the share of each kind of error caught."""
+    from ponder.evaluation.mutation import (
+        MutationUsageError,
+        format_verifier_table,
+        run_verifier_evaluation,
+    )
+
+    try:
+        payload = run_verifier_evaluation(task=task, dataset=dataset, seed=seed, limit=limit,
+                                          out=out)  # fmt: skip
+    except MutationUsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_verifier_table(payload))
 
 
 def main() -> None:

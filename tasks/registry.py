@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ponder.evaluation.mutation import MutationSuite
 from ponder.tasktypes import TaskType
-from tasks import contract_review, math_answer, medrec_extraction
+from tasks import contract_review, math_answer, medrec_extraction, medrec_gold
 
 TASKS: dict[str, TaskType] = {
     task.name: task
@@ -14,6 +15,12 @@ TASKS: dict[str, TaskType] = {
         math_answer.TASK,
     )
 }
+
+
+MUTATION_SUITES: dict[str, MutationSuite] = {
+    suite.task: suite for suite in (medrec_gold.SUITE,)
+}
+"""Per task type, how ``ponder eval verifiers`` builds gold answers and mutates them."""
 
 
 def get_task(name: str) -> TaskType:
