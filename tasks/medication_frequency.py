@@ -101,6 +101,9 @@ you feel better", "now")."""
 
 def same_schedule(first: str, second: str) -> bool:
     """Whether two vocabulary terms name the same schedule: equal once " PRN" is set aside,
-    or both once a day at some time of day."""
+    both once a day at some time of day, or one a bare "PRN" and the other as needed on a
+    schedule ("PRN" says less than "q6h PRN", not something else)."""
+    if "PRN" in (first, second) and first.endswith("PRN") and second.endswith("PRN"):
+        return True
     a, b = first.removesuffix(" PRN"), second.removesuffix(" PRN")
     return a == b or (a in ONCE_DAILY and b in ONCE_DAILY)

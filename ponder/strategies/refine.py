@@ -59,7 +59,7 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
             reason = f"reached max_rounds={params.max_rounds}"
             break
         rounds += 1
-        new, failures = _feedback_round(ctx, rounds, current)
+        new, failures, feedback = _feedback_round(ctx, rounds, current)
         drawn.extend(new)
         best, _ = select_best_candidate(new)
         ctx.event(
@@ -67,6 +67,7 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
             round=rounds,
             step=f"round-{rounds}",
             findings=failures,
+            message=feedback,
             score_before=round(current.score, 4),
             score_after=None if best is None else round(best.score, 4),
         )
@@ -81,8 +82,9 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
 
 def _feedback_round(
     ctx: StrategyContext, round_no: int, previous: ScoredCandidate
-) -> tuple[list[ScoredCandidate], list[str]]:
-    """Regenerate after showing the model its previous answer and exactly what failed."""
+) -> tuple[list[ScoredCandidate], list[str], str]:
+    """Regenerate after showing the model its previous answer and exactly what failed; the
+    message it was shown is returned for the trace (a reader sees what the model was told)."""
     failures = _bounded(failing_checks(previous.verdicts))
     feedback = render(FEEDBACK_TEMPLATE, failures=failures)
     candidates = ctx.sample(
@@ -90,7 +92,7 @@ def _feedback_round(
         n=ctx.config.n,
         messages=ctx.follow_up(previous.text, feedback),
     )
-    return candidates, [finding for f in failures for finding in f["findings"]]
+    return candidates, [finding for f in failures for finding in f["findings"]], feedback
 
 
 MAX_FINDINGS_PER_CHECK = 3

@@ -26,6 +26,15 @@ JOBS = {
     "beam": {"n": 1, "params": {"width": 2, "expansions": 2, "depth": 2, "step_tokens": 24}},
     "best_of_n": {"n": 8, "budget_tokens": 1500},
 }
+ALLERGY_NOTE = """Clinic visit.
+Allergies: penicillin (hives).
+Plan: continue metoprolol 50 mg by mouth twice daily,
+lisinopril 10 mg by mouth daily and atorvastatin 40 mg by mouth at bedtime."""
+OTHER_JOBS = {
+    # A note whose allergy a first draft rarely lists: completeness findings to feed back.
+    "refine_completeness": {"strategy": "refine", "document": ALLERGY_NOTE, "n": 1,
+                            "params": {"max_rounds": 2}, "seed": 1},
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +47,9 @@ def finished(database, worker):
     api = TestClient(app)
     tenant = make_tenant(f"strategies-{uuid.uuid4()}")
     ids = {}
-    for strategy, extra in JOBS.items():
-        body = {"task": "medrec_extraction", "document": NOTE, "strategy": strategy, **extra}
+    bodies = {strategy: {"strategy": strategy, **extra} for strategy, extra in JOBS.items()}
+    for strategy, extra in {**bodies, **OTHER_JOBS}.items():
+        body = {"task": "medrec_extraction", "document": NOTE, **extra}
         response = api.post("/v1/jobs", json=body, headers=tenant.headers)
         assert response.status_code == 201, response.text
         ids[strategy] = response.json()["id"]
@@ -98,6 +108,22 @@ def test_refine_trace_shows_rounds_feedback_and_why_it_stopped(finished):
     else:
         assert stop["reason"] == "every required verifier passed"
     assert stop["rounds"] <= 2
+
+
+def test_refine_feeds_completeness_findings_into_the_next_round_prompt(finished):
+    job, trace = finished["refine_completeness"]
+    drafts = [c for c in trace["candidates"] if c["step"] == "round-1"]
+    completeness = [v for c in drafts for v in c["verdicts"] if v["verifier"] == "completeness"]
+    if all(v["passed"] for v in completeness):
+        pytest.fail("the draft listed every drug, so there was nothing to feed back: change the seed")
+    missing = [f for v in completeness for f in v["findings"] if f.startswith("missing medication")]
+    feedback = steps_of(trace, "feedback")[0]
+    assert feedback["round"] == 2
+    # The exact findings went into the message the model answered in round 2.
+    for finding in missing[:3]:
+        assert finding in feedback["findings"] and finding in feedback["message"]
+    assert "completeness (required)" in feedback["message"]
+    assert "round-2" in {c["step"] for c in trace["candidates"]}
 
 
 def test_adaptive_trace_records_confidence_and_the_escalation(finished):
