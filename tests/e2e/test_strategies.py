@@ -115,7 +115,7 @@ def test_refine_feeds_completeness_findings_into_the_next_round_prompt(finished)
     drafts = [c for c in trace["candidates"] if c["step"] == "round-1"]
     completeness = [v for c in drafts for v in c["verdicts"] if v["verifier"] == "completeness"]
     if all(v["passed"] for v in completeness):
-        pytest.fail("the draft listed every drug, so there was nothing to feed back: change the seed")
+        pytest.fail("the draft listed every drug, nothing to feed back: change the seed")
     missing = [f for v in completeness for f in v["findings"] if f.startswith("missing medication")]
     feedback = steps_of(trace, "feedback")[0]
     assert feedback["round"] == 2
