@@ -51,7 +51,7 @@ def medication_mentions(document: str, lexicon: Lexicon | None = None) -> list[M
         if any(s <= start < e for s, e, _ in taken):
             continue  # inside a phrase already found ("insulin glargine")
         word = match.group()
-        generic = lexicon.generic_of.get(word) or next(
+        generic: str | None = lexicon.generic_of.get(word) or next(
             (lexicon.generic_of[p] for p in word.split("-") if p in lexicon.generic_of), None
         )
         if generic is not None:

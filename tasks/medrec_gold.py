@@ -25,7 +25,7 @@ from tasks.grounding import normalise_text, occurs_as_words
 from tasks.medication_frequency import FREQUENCIES, frequencies_in, same_schedule
 from tasks.medication_mentions import medication_mentions
 from tasks.medrec_checks import own_words, routes_named
-from tasks.medrec_extraction import Medication, MedicationList, Route, Unit
+from tasks.medrec_extraction import Medication, MedicationList, Route, Status, Unit
 
 MAX_EVIDENCE = 300
 _LEAD = 60
@@ -92,7 +92,7 @@ def _gold_item(
     dose = doses[0] if doses else None
     stated = frequencies_in(_after_name(description, name)) or frequencies_in(own)
     folded = normalise_text(description)
-    status = ("discontinued" if re.match(r"(?:stop|discontinu|d/c)", folded)
+    status: Status = ("discontinued" if re.match(r"(?:stop|discontinu|d/c)", folded)
               else "changed" if re.search(r"\b(?:increase|decrease|change|reduce)", folded)
               else "new")  # fmt: skip
     return Medication(
