@@ -43,9 +43,9 @@ def medication_mentions(document: str, lexicon: Lexicon | None = None) -> list[M
     folded = FoldedText(document)
     text = folded.text
     taken: list[tuple[int, int, str]] = []
-    for phrase, generic in lexicon.phrases.items():
+    for phrase, of_phrase in lexicon.phrases.items():
         for match in re.finditer(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", text):
-            taken.append((match.start(), match.end(), generic))
+            taken.append((match.start(), match.end(), of_phrase))
     for match in _WORD.finditer(text):
         start, end = match.span()
         if any(s <= start < e for s, e, _ in taken):
