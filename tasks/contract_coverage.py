@@ -2,8 +2,8 @@
 present, so a review that leaves a cued category out is flagged as a likely miss.
 
 Cues are deliberately specific ("governed by", "for convenience"): a cue that fires on most
-contracts would flag every review and teach nothing. They are heuristics, so the check is
-advisory."""
+contracts would flag every review and teach nothing. A miss fails ``completeness`` only for
+the categories whose cue was measured reliable (``RELIABLE_CUES``); the rest are notes."""
 
 from __future__ import annotations
 
@@ -59,6 +59,8 @@ CUES: dict[str, tuple[str, ...]] = {
     "cap_on_liability": (
         r"liability" + _S + r"(?:shall|will) not exceed",
         r"limitation of liability",
+        r"(?:aggregate|total|maximum|entire) liability" + _S + r"\b(?:exceed|limited to)",
+        r"in no event" + _S + r"\bliab" + _S + r"\b(?:exceed|limited to)",
     ),
     "liquidated_damages": (r"liquidated damages",),
     "insurance": (r"\binsurance\b",),
@@ -66,6 +68,47 @@ CUES: dict[str, tuple[str, ...]] = {
     "third_party_beneficiary": (r"third[- ]party beneficiar",),
 }
 """Cue phrases (regular expressions over the folded document) per category."""
+
+RELIABLE_MIN_PRECISION = 0.95
+RELIABLE_MIN_SUPPORT = 10
+RELIABLE_CUES = frozenset(
+    {
+        "anti_assignment",
+        "audit_rights",
+        "cap_on_liability",
+        "governing_law",
+        "ip_ownership_assignment",
+        "license_grant",
+        "no_solicit_of_employees",
+        "non_compete",
+        "non_transferable_license",
+        "renewal_term",
+        "rofr_rofo_rofn",
+        "termination_for_convenience",
+    }
+)
+"""Categories whose cue, where it fires, means the category really is in the contract: cue
+precision >= ``RELIABLE_MIN_PRECISION`` over >= ``RELIABLE_MIN_SUPPORT`` documents where it
+fired. Measured by ``python -m tasks.contract_gold
+../shared/eval-data/cuad/master_clauses_part1.csv`` (255 CUAD contracts, documents of 6000
+characters as the eval builds them), as documents the cue fired in / of those with the
+category in the gold / precision:
+
+    reliable:  governing_law 84/84, renewal_term 45/45, audit_rights 43/43,
+               termination_for_convenience 27/27, ip_ownership_assignment 23/23,
+               cap_on_liability 19/19, rofr_rofo_rofn 13/13, non_compete 11/11,
+               anti_assignment 153/152 (0.993), non_transferable_license 48/46 (0.958),
+               license_grant 64/61 (0.953), no_solicit_of_employees 21/20 (0.952)
+    too imprecise: effective_date 154/146 (0.948), exclusivity 36/34 (0.944),
+               irrevocable_or_perpetual_license 16/15 (0.938), insurance 45/40 (0.889),
+               non_disparagement 15/13 (0.867), change_of_control 40/34 (0.850),
+               no_solicit_of_customers 11/6 (0.545)
+    too rare (precision 1.0 unless noted): notice_period_to_terminate_renewal 7,
+               agreement_date 6, joint_ip_ownership 8, liquidated_damages 6,
+               minimum_commitment 8, revenue_profit_sharing 5, third_party_beneficiary 8,
+               source_code_escrow 2, parties 1, covenant_not_to_sue 1 (0.0),
+               most_favored_nation 0, price_restrictions 0
+"""
 
 _COMPILED = {category: tuple(re.compile(cue) for cue in cues) for category, cues in CUES.items()}
 

@@ -13,8 +13,9 @@ from ponder.verify import VerifierSpec
 from tasks.contract_checks import (
     MIN_WORDS_CLAUSE,
     MIN_WORDS_SHORT,
+    check_category_fit,
     check_category_vocabulary,
-    check_coverage,
+    check_completeness,
     check_full_coverage,
     check_judge,
     check_no_duplicates,
@@ -95,6 +96,22 @@ _VERIFIERS = (
         "Every category is one of the 41 CUAD clause types.",
     ),
     VerifierSpec(
+        "category_fit",
+        check_category_fit,
+        "Every quote uses a word of its category's vocabulary (governing_law: law, governed, "
+        "jurisdiction, ...); fails for the categories where gold quotes were measured to, "
+        "notes a miss for the others.",
+    ),
+    VerifierSpec(
+        "completeness",
+        check_completeness,
+        "No likely miss: a category whose cue phrase ('governed by the laws of', 'for "
+        "convenience', ...) occurs in the contract is reported. Fails for the categories "
+        "whose cue was measured reliable, unless the review is at its findings limit; "
+        "notes the others.",
+        weight=0.5,
+    ),
+    VerifierSpec(
         "quote_substance",
         check_quote_substance,
         f"Every quote can establish its category: at least {MIN_WORDS_CLAUSE} words for a "
@@ -120,14 +137,6 @@ _VERIFIERS = (
         "nonempty_rationale",
         check_nonempty_rationale,
         "Every finding explains its risk rather than leaving it blank or repeating the quote.",
-        weight=0.5,
-        required=False,
-    ),
-    VerifierSpec(
-        "coverage",
-        check_coverage,
-        "No likely miss: a category whose cue phrase ('governed by', 'for convenience', ...) "
-        "occurs in the contract is reported.",
         weight=0.5,
         required=False,
     ),
@@ -164,13 +173,13 @@ FULL_TASK = TaskType(
     template="prompts/contract_review/full_review.j2",
     system_prompt=_SYSTEM_PROMPT,
     verifiers=(
-        *_VERIFIERS[:3],
+        *_VERIFIERS[:5],
         VerifierSpec(
             "full_coverage",
             check_full_coverage,
             "Every one of the 41 categories is either found or listed as absent, once.",
         ),
-        *_VERIFIERS[3:],
+        *_VERIFIERS[5:],
     ),
     max_output_tokens=2048,
     normalise=normalise,

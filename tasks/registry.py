@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from ponder.evaluation.mutation import MutationSuite
 from ponder.tasktypes import TaskType
-from tasks import contract_review, math_answer, math_gold, medrec_extraction, medrec_gold
+from tasks import (
+    contract_gold,
+    contract_review,
+    math_answer,
+    math_gold,
+    medrec_extraction,
+    medrec_gold,
+)
 
 TASKS: dict[str, TaskType] = {
     task.name: task
@@ -18,7 +25,8 @@ TASKS: dict[str, TaskType] = {
 
 
 MUTATION_SUITES: dict[str, MutationSuite] = {
-    suite.task: suite for suite in (medrec_gold.SUITE, math_gold.SUITE)
+    suite.task: suite
+    for suite in (medrec_gold.SUITE, contract_gold.SUITE, contract_gold.FULL_SUITE, math_gold.SUITE)
 }
 """Per task type, how ``ponder eval verifiers`` builds gold answers and mutates them."""
 

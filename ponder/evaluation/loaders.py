@@ -182,6 +182,14 @@ def _encounter(path: Path, line: int, record: Any) -> EvalItem:
 
 
 def _cuad(path: Path, max_chars: int) -> Iterator[EvalItem]:
+    for line, row, spans in cuad_rows(path):
+        yield _contract(path, line, row, spans, max_chars)
+
+
+def cuad_rows(path: Path) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
+    """Each contract of a CUAD master clauses file: its line, its row, and the span columns
+    (column name to category id, in column order). Shared with the gold builder of
+    ``tasks/contract_gold.py`` so that its documents are the ones the eval scores."""
     from tasks.contract_taxonomy import CATEGORIES
 
     csv.field_size_limit(1 << 30)
@@ -195,30 +203,51 @@ def _cuad(path: Path, max_chars: int) -> Iterator[EvalItem]:
                 "each of the 41 categories"
             )  # fmt: skip
         for row in reader:
-            yield _contract(path, reader.line_num, row, spans, max_chars)
+            yield reader.line_num, row, spans
 
 
-def _contract(
+@dataclass(frozen=True)
+class ClauseSpan:
+    """Where one of a category's clause spans lies in a document built by ``cuad_document``."""
+
+    category: str
+    start: int
+    end: int
+
+
+def cuad_document(
     path: Path, line: int, row: dict[str, str], spans: dict[str, str], max_chars: int
-) -> EvalItem:
-    """Clause spans in column order, each whole, while they fit in ``max_chars``; the gold is
-    every category with a span in the document built."""
-    document: list[str] = []
-    size, gold = 0, []
+) -> tuple[str, list[ClauseSpan]]:
+    """Clause spans in column order, each whole, while they fit in ``max_chars``; with every
+    span that made it in, under each category that has it (a span already in the document
+    points at its first copy)."""
+    pieces: list[str] = []
+    placed: dict[str, int] = {}  # span text to its offset in the document
+    size, clauses = 0, []
     for column, category in spans.items():
         try:
             quoted = ast.literal_eval(row[column] or "[]")
         except (ValueError, SyntaxError):
             raise DatasetError(path, line, f"column {column!r} is not a list of spans") from None
         for span in (s.strip() for s in quoted):
-            if span in document:
-                gold.append(category)
+            if span in placed:
+                clauses.append(ClauseSpan(category, placed[span], placed[span] + len(span)))
             elif span and size + len(span) + 2 <= max_chars:
-                document.append(span)
+                placed[span] = size
+                pieces.append(span)
                 size += len(span) + 2
-                gold.append(category)
+                clauses.append(ClauseSpan(category, placed[span], placed[span] + len(span)))
+    return "\n\n".join(pieces), clauses
+
+
+def _contract(
+    path: Path, line: int, row: dict[str, str], spans: dict[str, str], max_chars: int
+) -> EvalItem:
+    """The gold is every category with a span in the document built."""
+    document, clauses = cuad_document(path, line, row, spans, max_chars)
     name = row.get("Filename") or f"line-{line}"
-    return EvalItem(name, "\n\n".join(document), {"categories": sorted(set(gold))}, line)
+    gold = sorted({c.category for c in clauses})
+    return EvalItem(name, document, {"categories": gold}, line)
 
 
 def _category_id(column: str) -> str:

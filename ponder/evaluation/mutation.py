@@ -51,6 +51,10 @@ class Mutant:
     answer: BaseModel
     what: str
     """The error, in a few words ("dropped 'lisinopril'"); shown for misses."""
+    checkable: bool = True
+    """Whether a deterministic check is meant to see this error: False where the error
+    touches something no check can judge (a category without a reliable cue), so the report
+    can say how much of a class is within reach and how much of that is caught."""
 
 
 @dataclass(frozen=True)
@@ -72,15 +76,25 @@ class MutationSuite:
 class ClassTally:
     count: int = 0
     caught: int = 0
+    checkable: int = 0
+    checkable_caught: int = 0
     missed_examples: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "caught": round(self.caught / self.count, 4) if self.count else None,
+            "caught": _share(self.caught, self.count),
             "caught_count": self.caught,
             "count": self.count,
+            "checkable": {
+                "count": self.checkable,
+                "caught": _share(self.checkable_caught, self.checkable),
+            },
             "missed_examples": self.missed_examples,
         }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 @dataclass
@@ -148,10 +162,14 @@ def evaluate_verifiers(
             verdicts = _verify(task, verifiers, case.document, mutant.answer)
             # Caught means a required check says something it did not say of the gold
             # answer: a gold answer that already fails must not make its mutants look caught.
-            if _failure_lines(required_failures(verdicts)) - known:
-                tally.caught += 1
-            elif len(tally.missed_examples) < examples:
-                tally.missed_examples.append({"id": case.id, "mutation": mutant.what})
+            caught = bool(_failure_lines(required_failures(verdicts)) - known)
+            tally.caught += caught
+            tally.checkable += mutant.checkable
+            tally.checkable_caught += caught and mutant.checkable
+            if not caught and len(tally.missed_examples) < examples:
+                tally.missed_examples.append(
+                    {"id": case.id, "mutation": mutant.what, "checkable": mutant.checkable}
+                )
     return {
         "task": task.name,
         "dataset": str(dataset),
@@ -197,14 +215,16 @@ def format_verifier_table(payload: dict[str, Any]) -> str:
     lines = [
         f"task {payload['task']}: verifiers on gold answers from {payload['dataset']} "
         f"(seed {payload['seed']})",
-        f"{'answer':22} {'count':>6} {'rate':>7}  meaning",
-        "-" * 60,
-        f"{'gold':22} {gold['count']:>6} {_rate(gold['passed']):>7}  passed every required check",
+        f"{'answer':22} {'count':>6} {'rate':>7} {'checkable':>9} {'rate':>7}  meaning",
+        "-" * 78,
+        f"{'gold':22} {gold['count']:>6} {_rate(gold['passed']):>7} {'':>9} {'':>7}  "
+        "passed every required check",
     ]
     for kind, tally in payload["mutations"].items():
+        within = tally["checkable"]
         lines.append(
-            f"{kind:22} {tally['count']:>6} {_rate(tally['caught']):>7}  caught: a required "
-            "check failed it anew"
+            f"{kind:22} {tally['count']:>6} {_rate(tally['caught']):>7} {within['count']:>9} "
+            f"{_rate(within['caught']):>7}  caught: a required check failed it anew"
         )
     if gold["failed_by_verifier"]:
         reasons = ", ".join(f"{name} {n}" for name, n in gold["failed_by_verifier"].items())

@@ -1,8 +1,9 @@
 """Each contract review check, with hand-written passing and failing reviews."""
 
 from tasks.contract_checks import (
+    check_category_fit,
     check_category_vocabulary,
-    check_coverage,
+    check_completeness,
     check_full_coverage,
     check_judge,
     check_no_duplicates,
@@ -129,8 +130,8 @@ def test_rationale_that_repeats_the_quote_fails_nonempty_rationale():
     assert not check_nonempty_rationale(review(parrot), DOCUMENT).passed
 
 
-def test_a_cued_category_left_out_fails_coverage_with_the_cue_and_its_offsets():
-    result = check_coverage(review(finding()), DOCUMENT)
+def test_a_reliably_cued_category_left_out_fails_completeness_with_the_cue_and_its_offsets():
+    result = check_completeness(review(finding()), DOCUMENT)
     cue = DOCUMENT.index("liability shall not exceed")
     assert not result.passed and result.score == 0.5
     assert result.findings == [
@@ -139,20 +140,68 @@ def test_a_cued_category_left_out_fails_coverage_with_the_cue_and_its_offsets():
     ]
 
 
-def test_every_cued_category_reported_passes_coverage():
+def test_an_answer_that_omits_the_governing_law_clause_fails_completeness_naming_it():
     cap = at("total liability shall not exceed", category="cap_on_liability")
-    assert check_coverage(review(finding(), cap), DOCUMENT).passed
+    result = check_completeness(review(cap), DOCUMENT)
+    assert not result.passed
+    assert result.findings[0].startswith("likely miss: governing_law not reported, but 'governed")
 
 
-def test_a_contract_without_cues_passes_coverage():
-    assert check_coverage(review(), "The parties met on Tuesday.").passed
+def test_every_cued_category_reported_passes_completeness():
+    cap = at("total liability shall not exceed", category="cap_on_liability")
+    assert check_completeness(review(finding(), cap), DOCUMENT).passed
 
 
-def test_a_category_judged_absent_despite_its_cue_fails_coverage():
+def test_a_contract_without_cues_passes_completeness():
+    assert check_completeness(review(), "The parties met on Tuesday.").passed
+
+
+def test_an_advisory_categorys_miss_is_a_note_not_a_failure():
+    # "insurance" fires on mentions that are no insurance requirement: not reliable.
+    document = DOCUMENT + "\nEach party shall maintain insurance with reputable insurers."
+    cap = at("total liability shall not exceed", category="cap_on_liability")
+    result = check_completeness(review(finding(), cap), document)
+    assert result.passed and result.score < 1
+    assert result.findings[0].startswith("possible miss (advisory")
+    assert "insurance not reported" in result.findings[0]
+
+
+def test_a_review_at_its_findings_limit_records_a_reliable_miss_without_failing():
+    result = check_completeness(review(*[finding()] * 8), DOCUMENT)
+    assert result.passed and result.score == 0.5
+    assert result.findings[0] == (
+        "the review is at its limit of 8 findings; likely misses not failed"
+    )
+    assert result.findings[1].startswith("likely miss: cap_on_liability not reported")
+
+
+def test_a_category_judged_absent_despite_its_cue_fails_completeness():
     full = FullContractReview(findings=[finding()], absent=["cap_on_liability"])
-    result = check_coverage(full, DOCUMENT)
+    result = check_completeness(full, DOCUMENT)
     assert not result.passed
     assert "cap_on_liability judged absent" in result.findings[0]
+
+
+def test_a_governing_law_quote_filed_as_insurance_fails_category_fit():
+    result = check_category_fit(review(finding(category="insurance")), DOCUMENT)
+    assert not result.passed and result.score == 0.0
+    assert result.findings == [
+        "insurance: quote 'governed by the laws of the State of New York' uses none of the "
+        "words of a insurance clause (expected one of 'insur', 'assur', 'cover', 'polic', "
+        "'underwrit', ...)"
+    ]
+
+
+def test_a_governing_law_quote_filed_as_governing_law_passes_category_fit():
+    result = check_category_fit(review(finding()), DOCUMENT)
+    assert result.passed and result.score == 1.0 and result.findings == []
+
+
+def test_an_advisory_categorys_misfit_is_a_note_not_a_failure():
+    # Party names seldom say what they are, so parties is not held to its vocabulary.
+    result = check_category_fit(review(finding(category="parties")), DOCUMENT)
+    assert result.passed and result.score == 0.0
+    assert result.findings[0].startswith("advisory: parties: quote")
 
 
 def _full(findings, absent):
@@ -218,6 +267,14 @@ def test_a_one_word_quote_fails_substance_though_it_is_grounded():
 
 def test_punctuation_alone_fails_substance():
     assert not check_quote_substance(review(finding(quote=", ")), DOCUMENT).passed
+
+
+def test_a_date_in_digits_alone_fails_substance_a_known_false_alarm():
+    # Kept strict on purpose (no existing check is loosened); measured and documented.
+    dated = finding(category="agreement_date", quote="9/24/2018")
+    assert not check_quote_substance(review(dated), "Dated 9/24/2018.").passed
+    placeholder = finding(category="agreement_date", quote="[●]")
+    assert not check_quote_substance(review(placeholder), "Dated [●].").passed
 
 
 def test_a_short_category_needs_two_words():

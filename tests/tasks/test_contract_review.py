@@ -32,16 +32,22 @@ def test_grounded_finding_with_true_offsets_passes_every_verifier():
     assert all(v.passed and v.score == 1.0 for v in verdicts.values()), verdicts
 
 
-def test_a_review_that_misses_a_cued_category_passes_every_required_verifier():
+def test_a_review_that_misses_a_reliably_cued_category_fails_only_completeness():
     verdicts = verdicts_for(review(finding()))
-    assert all(v.passed for v in verdicts.values() if v.required)
-    assert not verdicts["coverage"].passed
+    failing = {name for name, v in verdicts.items() if not v.passed}
+    assert failing == {"completeness"}  # "liability shall not exceed": cap_on_liability
 
 
-def test_empty_findings_fail_only_coverage_when_a_cue_is_in_the_contract():
+def test_empty_findings_fail_only_completeness_when_a_cue_is_in_the_contract():
     verdicts = verdicts_for(review())
     failing = {name for name, v in verdicts.items() if not v.passed}
-    assert failing == {"coverage"}  # "governed by the laws of" is a cue for governing_law
+    assert failing == {"completeness"}  # "governed by the laws of" is a cue for governing_law
+
+
+def test_category_fit_and_completeness_are_required_in_both_tasks():
+    for task in (TASK, FULL_TASK):
+        required = {v.name for v in task.verifiers if v.required}
+        assert {"category_fit", "completeness"} <= required
 
 
 def test_optional_verifiers_and_their_weights():
@@ -50,7 +56,6 @@ def test_optional_verifiers_and_their_weights():
         "offsets": 0.5,
         "no_duplicates": 0.5,
         "nonempty_rationale": 0.5,
-        "coverage": 0.5,
         "judge": 1.0,
     }
 
@@ -176,10 +181,10 @@ def _sample_review(document: str) -> list:
 
 def test_sample_review_at_its_limit_records_the_cued_category_it_had_no_room_for():
     document = SAMPLE.read_text()
-    coverage = verdicts_for(review(*_sample_review(document)), document=document)["coverage"]
-    assert coverage.passed and coverage.score < 1
-    assert "at its limit of 8 findings" in coverage.findings[0]
-    assert "effective_date not reported" in coverage.findings[1]
+    verdicts = verdicts_for(review(*_sample_review(document)), document=document)
+    completeness = verdicts["completeness"]
+    assert completeness.passed and completeness.score < 1
+    assert "effective_date not reported" in completeness.findings[0]
 
 
 def test_hand_written_review_of_the_sample_passes_every_verifier():
