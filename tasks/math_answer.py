@@ -67,10 +67,15 @@ MAX_STEP_FINDINGS = 5
 def check_arithmetic(output: MathAnswer, document: str) -> CheckResult:
     """Each "expression = result" step of the working holds when recomputed, and the answer
     comes out of that arithmetic, so a wrong sum is caught even when the working arrives at
-    it. Steps that cannot be evaluated (a division by zero) are not counted."""
+    it. Steps that cannot be evaluated (a division by zero) are not counted; a working with
+    no step that can be checked fails, since an answer it does not compute is unchecked."""
     steps = [step for step in find_steps(output.reasoning) if step.checked]
     if not steps:
-        return CheckResult(True, 1.0)
+        # Nothing recomputed is nothing checked: an answer next to ", 20, " was passing.
+        return CheckResult(False, 0.0, [
+            "the working shows no arithmetic to check: write each step as 'expression = "
+            "result' (e.g. '16 - 3 - 4 = 9') ending at the answer"
+        ])  # fmt: skip
     wrong = [step for step in steps if not step.correct]
     findings = [
         f"step '{step.text}': {step.expression} is {step.describe_value()}, "

@@ -131,8 +131,16 @@ def test_a_result_rounded_to_its_stated_decimals_passes():
     assert result.findings == ["step '10/3 = 3.34': 10/3 is about 3.3333, not 3.34"]
 
 
-def test_a_working_with_no_steps_passes():
-    assert arithmetic("x = 5, total = 18, so 18", "18") == CheckResult(True, 1.0, [])
+NO_ARITHMETIC = (
+    "the working shows no arithmetic to check: write each step as 'expression = result' "
+    "(e.g. '16 - 3 - 4 = 9') ending at the answer"
+)
+
+
+def test_a_working_with_no_steps_fails_as_unchecked():
+    # An answer beside ", 20, " reached succeeded in an end-to-end run before this rule.
+    assert arithmetic("x = 5, total = 18, so 18", "18") == CheckResult(False, 0.0, [NO_ARITHMETIC])
+    assert arithmetic(", 20, ", "20") == CheckResult(False, 0.0, [NO_ARITHMETIC])
 
 
 @pytest.mark.parametrize(
@@ -140,7 +148,10 @@ def test_a_working_with_no_steps_passes():
     ["((2 + = 5", "5/0 = 3", "2 ** 3 = 8", "= = 4", "1 + = 2", "3 (4 + = 7", "(" * 300 + "1 = 1"],
 )
 def test_an_unparsable_step_does_not_crash_and_is_not_counted(reasoning):
-    assert arithmetic(reasoning, "3").passed
+    result = arithmetic(reasoning, "3")
+    assert result.findings == [NO_ARITHMETIC]
+    # Counted steps would be named in a finding; beside a checkable step it passes.
+    assert arithmetic(reasoning + " so 1 + 2 = 3", "3").passed
 
 
 def test_text_that_is_not_arithmetic_is_never_evaluated(monkeypatch):
