@@ -11,7 +11,10 @@ import typer
 from ponder.cli_client import batch_app, submit
 from ponder.config import get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# A crash's traceback must not print local variables: they hold documents and answers.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 model_app = typer.Typer(no_args_is_help=True, help="The embedded model.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 db_app = typer.Typer(no_args_is_help=True, help="The database.")

@@ -38,3 +38,10 @@ def test_model_prepare_is_skipped_when_the_model_is_present():
     result = runner.invoke(app, ["model", "prepare"])
     assert result.exit_code == 0
     assert "already prepared" in result.output
+
+
+def test_a_crash_traceback_does_not_print_local_variables():
+    # Typer's default rich traceback prints every frame's locals: documents and answers.
+    from ponder.cli import app
+
+    assert app.pretty_exceptions_show_locals is False
