@@ -26,7 +26,7 @@ _COUNT_PER_PERIOD = re.compile(
 _DAILY = r"^(?:(?:once )?daily |every day |once a day )?"
 _BEDTIME = r"(?:qhs|hs|qn|(?:at )?bedtime|before bed|nightly|(?:at|every|each) night)$"
 _SCHEDULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^(?:daily|qd|qday|every day|each day|a day|per day)$"), "daily"),
+    (re.compile(r"^(?:daily|qd|qday|every day|each day)$"), "daily"),
     (re.compile(r"^bid$"), "BID"),
     (re.compile(r"^tid$"), "TID"),
     (re.compile(r"^qid$"), "QID"),
@@ -84,7 +84,7 @@ def frequencies_in(text: str, max_words: int = 6) -> list[str]:
     i = 0
     while i < len(words):
         for size in range(min(max_words, len(words) - i), 0, -1):
-            term = normalise_frequency(" ".join(words[i : i + size]))
+            term = _spoken_frequency(" ".join(words[i : i + size]))
             if term is not None and not (size == 1 and words[i] in _AMBIGUOUS_WORDS):
                 found.append(term)
                 i += size
@@ -92,6 +92,15 @@ def frequencies_in(text: str, max_words: int = 6) -> list[str]:
         else:
             i += 1
     return found
+
+
+def _spoken_frequency(words: str) -> str | None:
+    """As ``normalise_frequency``, and "40 milligrams a day" read as daily: speech says "a
+    day" where a sig says "daily". Only for reading evidence; an answer's frequency must
+    still be a term of the vocabulary."""
+    if words in ("a day", "per day", "a day as needed", "per day as needed"):
+        return "daily PRN" if "needed" in words else "daily"
+    return normalise_frequency(words)
 
 
 _AMBIGUOUS_WORDS = frozenset({"once", "now", "stat", "pm", "am"})

@@ -161,3 +161,10 @@ def test_an_allergy_needs_allergy_words_in_its_evidence():
     wrong = med("penicillin", "penicillin 500 mg", status="allergy", dose=None, unit=None)
     result = check_status_consistency(meds(wrong), "")
     assert not result.passed and "allergy or reaction" in result.findings[0]
+
+
+def test_a_day_is_read_as_daily_in_evidence_but_is_no_answer_frequency():
+    from tasks.medication_frequency import frequencies_in, normalise_frequency
+
+    assert frequencies_in("lasix , 40 milligrams a day .") == ["daily"]
+    assert normalise_frequency("a day") is None  # the vocabulary check is not loosened
