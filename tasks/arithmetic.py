@@ -1,54 +1,25 @@
 """Recomputes the arithmetic in a maths working: finds each "expression = stated result" step
 and evaluates the expression with a small AST walk (never ``eval``), so a verifier can say
-which step is wrong and what its value is.
-
-Notation read, and why: people write units between their numbers ("20 sheep + 80 sheep =
-100", "$20/hour * 35 hours = $700"), so up to ``MAX_UNIT_WORDS`` words after a number are its
-label; "x" multiplies only between two operands; "3 1/2" is a mixed number; "$350 000" groups
-thousands with spaces. A step whose left side runs on into words ("12 slices * 1/3 = 4" read
-from the operator) or into a variable ("2x + 2 = 10") is incomplete and is not checked:
-skipping costs coverage, a wrong reading would cost a false alarm."""
+which step is wrong and what its value is. The notation read, and why, is described in
+``tasks.arithmetic_tokens``."""
 
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Literal
 
+from tasks.arithmetic_tokens import WORD_OPERATORS, Token, neighbour, plain_number, tokenise
+
 MAX_EXPRESSION_CHARS = 2_000
 """Longer expressions are not working a model would write; skipping them bounds the
 parser's work and its recursion."""
 
-MAX_UNIT_WORDS = 3
-"""Words after a number read as its unit ("miles per gallon"); more is prose, and ends the
-expression."""
-
 RELATIVE_TOLERANCE = Fraction(1, 10**9)
 
-_MIXED = re.compile(r"(?<![\w.,$/])(\d+) ([1-9]\d*)/([1-9]\d*)(?![\d.,/]|\s?%)")
-_TOKEN = re.compile(
-    r"""
-    (?P<num>(?<![\d.,$_A-WYZa-wyz])
-        (?:\$\s?)?
-        (?:(?<=\$)\d{1,3}(?:\ \d{3})+(?!\d|[.,]\d)|\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?
-        (?P<pct>%)?
-      |(?<![\d.,$_A-WYZa-wyz])\$?\.\d+(?P<pct2>%)?)
-    |(?P<op>[+\-*/×÷−–])
-    |(?P<word>[A-Za-z][A-Za-z'’]*)
-    |(?P<lparen>\()
-    |(?P<rparen>\))
-    |(?P<eq>=)
-    |(?P<ws>\s+)
-    |(?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
 _OPERATOR = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-", "–": "-"}
-_WORD_OPERATORS = {"plus": "+", "minus": "-", "times": "*"}
-"""Operators spelled out between two operands ("10 plus 9 plus 1 equals 20")."""
 _MINUS = ("-", "−", "–")
 _ARITHMETIC_KINDS = {"num", "op", "times", "lparen", "rparen", "ws", "unit"}
 _SILENT_KINDS = {"ws", "unit"}
@@ -68,22 +39,6 @@ PERCENT_READINGS: tuple[PercentReading, ...] = ("ratio", "label")
 """How ``n%`` is read. ``ratio``: n/100 ("20% * 50 = 10"). ``label``: the sign is a unit and
 the number stays n ("12/20 x 100% = 60"). Writers use both, so a step is right when either
 reading, applied to the whole step, makes it hold; a wrong step is wrong under both."""
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: str
-    start: int
-    end: int
-    percent: bool = False
-    value: Fraction | None = None
-    """For a number: its value without $, commas or %."""
-    decimals: int | None = None
-    """For a number: its decimal places as written; None for a mixed number ("3 1/2") or
-    a fraction."""
-    fraction: bool = False
-    """A fraction written tight ("84/12"): one number, but a division all the same."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +75,7 @@ class Step:
 def find_steps(text: str) -> list[Step]:
     """Every step of ``text`` whose left side holds at least one operator, in text order.
     Text that is not arithmetic is never evaluated, whatever it contains."""
-    tokens = _tokenise(text)
+    tokens = tokenise(text)
     steps: list[Step] = []
     for index, token in enumerate(tokens):
         if token.kind == "eq":
@@ -133,7 +88,7 @@ def find_steps(text: str) -> list[Step]:
 def stated_results(text: str) -> list[Fraction]:
     """The number after every "=" of ``text``, whether or not its left side is arithmetic
     ("x = 18" included): the values the working says it reached."""
-    tokens = _tokenise(text)
+    tokens = tokenise(text)
     results = []
     for index, token in enumerate(tokens):
         stated = _stated_number(tokens, index) if token.kind == "eq" else None
@@ -224,184 +179,10 @@ def _round_half_up(value: Fraction, decimals: int) -> Fraction:
     return Fraction(magnitude if value >= 0 else -magnitude, scale)
 
 
-# Tokens ---------------------------------------------------------------------------------
-
-
-def _tokenise(text: str) -> list[_Token]:
-    return _classify_words(_tight_fractions(_raw_tokens(text)))
-
-
-def _raw_tokens(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while position < len(text):
-        mixed = _MIXED.match(text, position)
-        if mixed and int(mixed.group(2)) < int(mixed.group(3)):
-            whole, numerator, denominator = (int(g) for g in mixed.groups())
-            value = whole + Fraction(numerator, denominator)
-            tokens.append(_Token("num", mixed.group(0), position, mixed.end(), value=value))
-            position = mixed.end()
-            continue
-        match = _TOKEN.match(text, position)
-        assert match is not None  # the last alternative takes any character
-        kind = "num" if match.group("num") is not None else match.lastgroup or "other"
-        if kind == "num":
-            tokens.append(_number_token(match))
-        else:
-            tokens.append(_Token(kind, match.group(0), match.start(), match.end()))
-        position = match.end()
-    return tokens
-
-
-def _tight_fractions(raw: list[_Token]) -> list[_Token]:
-    """A fraction written tight between spaced operators is one number ("1 1/2 / 1/2 = 3"),
-    so "a / b/c" divides by the fraction. A tight chain ("60/2/3") stays left to right."""
-    tokens: list[_Token] = []
-    index = 0
-    while index < len(raw):
-        if _is_tight_fraction(raw, index):
-            numerator, denominator = raw[index], raw[index + 2]
-            value = Fraction(int(numerator.text), int(denominator.text))
-            tokens.append(
-                _Token(
-                    "num",
-                    numerator.text + "/" + denominator.text,
-                    numerator.start,
-                    denominator.end,
-                    value=value,
-                    fraction=True,
-                )
-            )
-            index += 3
-            continue
-        tokens.append(raw[index])
-        index += 1
-    return tokens
-
-
-def _is_tight_fraction(raw: list[_Token], index: int) -> bool:
-    if index + 2 >= len(raw):
-        return False
-    numerator, slash, denominator = raw[index : index + 3]
-    if not (
-        numerator.kind == "num"
-        and numerator.text.isdigit()
-        and slash.text == "/"
-        and denominator.kind == "num"
-        and denominator.text.isdigit()
-        and int(denominator.text) != 0
-        and numerator.end == slash.start
-        and slash.end == denominator.start
-    ):
-        return False
-    before = raw[index - 1] if index > 0 else None
-    after = raw[index + 3] if index + 3 < len(raw) else None
-    chained_before = before is not None and before.text == "/" and before.end == numerator.start
-    chained_after = after is not None and after.text == "/" and after.start == denominator.end
-    return not (chained_before or chained_after)
-
-
-def _number_token(match: re.Match[str]) -> _Token:
-    text = match.group(0)
-    percent = bool(match.group("pct") or match.group("pct2"))
-    digits = _plain(text)
-    number = Decimal(digits)
-    _, _, fraction = digits.partition(".")
-    return _Token(
-        "num",
-        text,
-        match.start(),
-        match.end(),
-        percent=percent,
-        value=Fraction(number),
-        decimals=len(fraction),
-    )
-
-
-def _classify_words(raw: list[_Token]) -> list[_Token]:
-    """Reads each word as a multiplication sign, a number's unit, or prose that ends an
-    expression; a "-" or "/" joining a word to what comes before ("12-mile", "$20/hour")
-    is part of the unit."""
-    tokens: list[_Token] = []
-    after_operand = False
-    unit_words = 0
-    for index, token in enumerate(raw):
-        kind = token.kind
-        if kind == "word":
-            kind = _word_kind(raw, index, token, after_operand, unit_words)
-            if kind == "unit":
-                unit_words += 1
-            elif kind == "word":
-                after_operand = False
-        elif kind == "op" and token.text in "-/" and _joins_unit(raw, index, after_operand):
-            kind = "unit"
-        elif kind in ("num", "rparen"):
-            after_operand, unit_words = True, 0
-        elif kind != "ws":
-            after_operand = False
-        tokens.append(_replace_kind(token, kind))
-    return tokens
-
-
-def _word_kind(
-    raw: list[_Token], index: int, token: _Token, after_operand: bool, unit_words: int
-) -> str:
-    after = _neighbour(raw, index, 1)
-    before_operand = after is not None and after.kind in ("num", "lparen")
-    word = token.text.lower()
-    if after_operand and before_operand and word in ("x", *_WORD_OPERATORS):
-        return "times" if word == "x" else "op"
-    if after_operand and word == "equals" and after is not None and after.kind == "num":
-        return "eq"
-    glued = index > 0 and raw[index - 1].kind == "num"
-    if len(token.text) == 1 and glued:
-        return "word"  # "2x": an algebra variable, so the expression is not plain arithmetic
-    if after_operand and unit_words < MAX_UNIT_WORDS and len(token.text) > 1:
-        return "unit"
-    return "word"
-
-
-def _joins_unit(raw: list[_Token], index: int, after_operand: bool) -> bool:
-    before = raw[index - 1] if index > 0 else None
-    after = raw[index + 1] if index + 1 < len(raw) else None
-    return (
-        after_operand
-        and before is not None
-        and before.kind in ("num", "word")
-        and after is not None
-        and after.kind == "word"
-        and len(after.text) > 1
-    )
-
-
-def _replace_kind(token: _Token, kind: str) -> _Token:
-    if kind == token.kind:
-        return token
-    return _Token(
-        kind,
-        token.text,
-        token.start,
-        token.end,
-        token.percent,
-        token.value,
-        token.decimals,
-        token.fraction,
-    )
-
-
-def _neighbour(tokens: list[_Token], index: int, direction: int) -> _Token | None:
-    index += direction
-    while 0 <= index < len(tokens):
-        if tokens[index].kind != "ws":
-            return tokens[index]
-        index += direction
-    return None
-
-
 # Steps ----------------------------------------------------------------------------------
 
 
-def _step_at(text: str, tokens: list[_Token], eq_index: int) -> Step | None:
+def _step_at(text: str, tokens: list[Token], eq_index: int) -> Step | None:
     left = _left_expression(tokens, eq_index)
     stated = _stated_number(tokens, eq_index)
     if left is None or stated is None:
@@ -414,7 +195,7 @@ def _step_at(text: str, tokens: list[_Token], eq_index: int) -> Step | None:
     )
     digits_start = number.start + len(number.text) - len(number.text.lstrip("$ "))
     stated_end = number.end - (1 if number.percent else 0)
-    before_eq = _neighbour(tokens, eq_index, -1)
+    before_eq = neighbour(tokens, eq_index, -1)
     assert before_eq is not None  # the left side is there
     return Step(
         text=text[left[0].start : number.end],
@@ -429,10 +210,10 @@ def _step_at(text: str, tokens: list[_Token], eq_index: int) -> Step | None:
 
 
 def _stated_holds(
-    left: list[_Token],
-    number: _Token,
+    left: list[Token],
+    number: Token,
     negative: bool,
-    tokens: list[_Token],
+    tokens: list[Token],
     eq_index: int,
     reading: PercentReading,
 ) -> bool:
@@ -455,7 +236,7 @@ def _stated_holds(
     return _right_side_holds(value, tokens, eq_index, reading)
 
 
-def _stated_decimals(number: _Token, reading: PercentReading) -> int | None:
+def _stated_decimals(number: Token, reading: PercentReading) -> int | None:
     """A percentage read as hundredths ("60%" as 0.60) has two more places than written."""
     if number.decimals is None:
         return None
@@ -463,7 +244,7 @@ def _stated_decimals(number: _Token, reading: PercentReading) -> int | None:
 
 
 def _right_side_holds(
-    value: Fraction, tokens: list[_Token], eq_index: int, reading: PercentReading
+    value: Fraction, tokens: list[Token], eq_index: int, reading: PercentReading
 ) -> bool:
     """The whole right side is itself an expression of the same value ("6/12 = 1/2")."""
     right = _right_expression(tokens, eq_index)
@@ -473,7 +254,7 @@ def _right_side_holds(
     return right_value is not None and _matches_value(value, right_value, None)
 
 
-def _left_expression(tokens: list[_Token], eq_index: int) -> list[_Token] | None:
+def _left_expression(tokens: list[Token], eq_index: int) -> list[Token] | None:
     """The longest run of arithmetic tokens directly before ``=`` that parses and holds an
     operator. A run that starts with an operator continues into prose ("12 slices * 1/3"
     read from "*") and is not a step; juxtaposed numbers left of the expression (a line
@@ -491,24 +272,24 @@ def _left_expression(tokens: list[_Token], eq_index: int) -> list[_Token] | None
         if begin > 0 and candidate[0].kind not in ("num", "lparen"):
             continue
         if _parses(candidate):
-            first = _plain(next(t for t in candidate if t.kind == "num").text)
+            first = plain_number(next(t for t in candidate if t.kind == "num").text)
             if first.startswith("0") and first[:2].isdigit():
                 return None  # "000" is a fragment of a number written "350 000"
             return candidate if _has_binary_operator(candidate) else None
     return None
 
 
-def _unary_minus_at(tokens: list[_Token], start: int, run: list[_Token]) -> bool:
+def _unary_minus_at(tokens: list[Token], start: int, run: list[Token]) -> bool:
     """A leading minus is a sign ("-48 + 21") when glued to its number at the start of the
     text, after "=" or "("; not a minus between prose and a number."""
     sign = run[0]
     index = tokens.index(sign, start)
     glued = index + 1 < len(tokens) and tokens[index + 1].kind in ("num", "lparen")
-    before = _neighbour(tokens, index, -1)
+    before = neighbour(tokens, index, -1)
     return sign.text in _MINUS and glued and (before is None or before.kind in ("eq", "lparen"))
 
 
-def _right_expression(tokens: list[_Token], eq_index: int) -> list[_Token] | None:
+def _right_expression(tokens: list[Token], eq_index: int) -> list[Token] | None:
     end = eq_index + 1
     while end < len(tokens) and tokens[end].kind in _ARITHMETIC_KINDS:
         end += 1
@@ -520,7 +301,7 @@ def _right_expression(tokens: list[_Token], eq_index: int) -> list[_Token] | Non
     return None
 
 
-def _stated_number(tokens: list[_Token], eq_index: int) -> tuple[bool, _Token] | None:
+def _stated_number(tokens: list[Token], eq_index: int) -> tuple[bool, Token] | None:
     index = eq_index + 1
     while index < len(tokens) and tokens[index].kind == "ws":
         index += 1
@@ -537,7 +318,7 @@ def _stated_number(tokens: list[_Token], eq_index: int) -> tuple[bool, _Token] |
     return None
 
 
-def _strip(run: list[_Token]) -> list[_Token]:
+def _strip(run: list[Token]) -> list[Token]:
     begin, end = 0, len(run)
     while begin < end and run[begin].kind in _SILENT_KINDS:
         begin += 1
@@ -546,11 +327,11 @@ def _strip(run: list[_Token]) -> list[_Token]:
     return run[begin:end]
 
 
-def _python(run: list[_Token], reading: PercentReading, *, shape: bool = False) -> str:
+def _python(run: list[Token], reading: PercentReading, *, shape: bool = False) -> str:
     """The run as Python source of numbers, operators and parentheses only; with ``shape``
     each number is 1, to see the expression's structure."""
     parts = []
-    previous: _Token | None = None
+    previous: Token | None = None
     for token in run:
         if token.kind == "ws":
             continue
@@ -568,16 +349,12 @@ def _python(run: list[_Token], reading: PercentReading, *, shape: bool = False) 
                 parts.append(f"({value.numerator}/{value.denominator})")
         else:
             text = token.text.lower()
-            parts.append(_OPERATOR.get(text, _WORD_OPERATORS.get(text, text)))
+            parts.append(_OPERATOR.get(text, WORD_OPERATORS.get(text, text)))
         parts.append(" ")
     return "".join(parts)
 
 
-def _plain(number: str) -> str:
-    return number.replace("$", "").replace(",", "").replace("%", "").replace(" ", "")
-
-
-def _parses(run: list[_Token]) -> bool:
+def _parses(run: list[Token]) -> bool:
     """Whether the run is one arithmetic expression; "84 eggs so 84/12" is two, which Python
     would read as a call."""
     try:
@@ -587,7 +364,7 @@ def _parses(run: list[_Token]) -> bool:
     return all(isinstance(node, _SHAPE_NODES) for node in ast.walk(tree))
 
 
-def _has_binary_operator(run: list[_Token]) -> bool:
+def _has_binary_operator(run: list[Token]) -> bool:
     """An operator between two operands: "x = 5" and "-5 = -5" are not steps."""
     try:
         tree = ast.parse(_python(run, "label", shape=True), mode="eval")
