@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ponder.storable import StorableInput
-
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+from ponder.validation import check_email
 
 
 class JobCreate(StorableInput):
@@ -31,7 +30,9 @@ class JobCreate(StorableInput):
         default=None,
         description="A registered endpoint (POST /v1/webhooks), signed with its own secret.",
     )
-    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    email: str | None = Field(
+        default=None, max_length=254, description="One address, told when the job ends."
+    )
     metadata: dict[str, Any] | None = Field(
         default=None, description="Echoed back in results and notifications."
     )
@@ -47,6 +48,11 @@ class JobCreate(StorableInput):
     budget_tokens: int | None = Field(
         default=None, ge=1, description="Token budget for the whole job (prompt + output)."
     )
+
+    @field_validator("email")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        return None if value is None else check_email(value)
 
 
 class Tokens(BaseModel):
@@ -97,8 +103,9 @@ class ErrorPublic(BaseModel):
 
 
 class BatchCreate(StorableInput):
-    """Options of ``POST /v1/batches`` (form fields next to the file, or query parameters
-    with a JSONL body). The items are the lines of the upload."""
+    """Options of ``POST /v1/batches``: form fields next to the file, or one ``options`` part
+    holding them as a JSON object; never the query string (URLs land in access logs). The
+    items are the lines of the upload."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -108,8 +115,15 @@ class BatchCreate(StorableInput):
     )
     webhook_url: str | None = Field(default=None, max_length=2048)
     webhook_endpoint_id: str | None = None
-    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
+    email: str | None = Field(
+        default=None, max_length=254, description="One address for the batch report."
+    )
     metadata: dict[str, Any] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        return None if value is None else check_email(value)
 
 
 class BatchCounts(BaseModel):

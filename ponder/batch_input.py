@@ -4,7 +4,6 @@ is checked before anything is written, and every bad line is reported with its n
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -15,6 +14,7 @@ from ponder.config import Settings
 from ponder.errors import InvalidRequest, PayloadTooLarge, PonderError
 from ponder.jobs import JobRequest, frozen_config
 from ponder.storable import StorableInput
+from ponder.validation import InvalidInput, parse_json
 
 MAX_LISTED_IN_MESSAGE = 5
 
@@ -73,11 +73,12 @@ def parse_line(raw: bytes | None, *, max_line_bytes: int) -> BatchItem:
     if raw is None:
         raise InvalidLine(f"line is longer than {max_line_bytes} bytes")
     try:
-        value = json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise InvalidLine("line is not UTF-8 text") from exc
-    except ValueError as exc:
-        raise InvalidLine(f"not valid JSON ({exc.__class__.__name__}: {exc.args[0]})") from exc
+        value = parse_json(raw)
+    except InvalidInput as exc:
+        message = str(exc)
+        raise InvalidLine(
+            message if message.startswith("not valid") else f"line is {message}"
+        ) from exc
     if not isinstance(value, dict):
         raise InvalidLine("line must be a JSON object")
     try:

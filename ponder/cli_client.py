@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,6 @@ batch_app = typer.Typer(no_args_is_help=True, help="Batches: submit, status, res
 err = Console(stderr=True, soft_wrap=True)
 ENDED = {"succeeded", "needs_review", "failed", "cancelled", "expired"}
 DOCUMENT_SUFFIXES = (".txt", ".md")
-CHUNK_BYTES = 64 * 1024
 
 ApiUrl = Annotated[
     str, typer.Option("--api-url", envvar="PONDER_API_URL", help="Base URL of the Ponder API.")
@@ -141,10 +141,24 @@ def _jsonl_from_dir(
         yield (json.dumps({k: v for k, v in item.items() if v is not None}) + "\n").encode()
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield chunk
+class _StreamedPart:
+    """A file-like view of lines built as the upload streams, for httpx's multipart encoder
+    (which reads parts with ``read(size)``): no document is held past its line."""
+
+    def __init__(self, lines: Iterator[bytes]) -> None:
+        self._lines = lines
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            line = next(self._lines, None)
+            if line is None:
+                break
+            self._buffer += line
+        if size < 0:
+            size = len(self._buffer)
+        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
+        return chunk
 
 
 @batch_app.command("submit")
@@ -166,23 +180,25 @@ def batch_submit(
     idempotency_key: Annotated[str | None, typer.Option(help="Submit at most once.")] = None,
 ) -> None:
     """Submit a batch; print its id. A folder becomes one item per file (custom_id: its path)."""
-    if source.is_dir():
-        if not task:
-            err.print("[red]error:[/red] --task is needed to submit a folder")
-            raise typer.Exit(2)
-        content: Iterator[bytes] = _jsonl_from_dir(source, task, strategy, n)
-    else:
-        content = _file_chunks(source)
-    params = {"name": name, "email": email, "webhook_endpoint_id": webhook_endpoint,
-              "priority": priority}  # fmt: skip
-    headers = {"content-type": "application/jsonl"}
-    if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
+    if source.is_dir() and not task:
+        err.print("[red]error:[/red] --task is needed to submit a folder")
+        raise typer.Exit(2)
+    options = {"name": name, "email": email, "webhook_endpoint_id": webhook_endpoint,
+               "priority": priority}  # fmt: skip
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     api = Api(api_url, api_key)
-    batch = api.call(
-        "POST", "/v1/batches", content=content, headers=headers,
-        params={k: v for k, v in params.items() if v is not None},
-    )  # fmt: skip
+    with ExitStack() as stack:
+        if source.is_dir():
+            items: Any = _StreamedPart(_jsonl_from_dir(source, task or "", strategy, n))
+        else:
+            items = stack.enter_context(source.open("rb"))
+        # Options travel as form fields next to the items, never in the URL: URLs are kept
+        # in access logs, and metadata there would be logged patient data.
+        batch = api.call(
+            "POST", "/v1/batches", headers=headers,
+            data={k: str(v) for k, v in options.items() if v is not None},
+            files={"file": ("items.jsonl", items, "application/jsonl")},
+        )  # fmt: skip
     typer.echo(batch["id"])
     err.print(f"batch {batch['id']}: {batch['total']} items queued", highlight=False)
 

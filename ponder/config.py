@@ -84,6 +84,9 @@ class WorkerSettings(BaseModel):
 class LimitSettings(BaseModel):
     max_document_chars: int = 100_000
     max_request_bytes: int = 1_000_000
+    max_json_depth: int = Field(default=32, ge=1, le=256)
+    """Deepest nesting of objects and lists accepted in a JSON field (``metadata``,
+    ``params``) of a job, a batch line or batch options; deeper input gets a 422."""
     min_n: int = 1
     max_n: int = 16
     default_n: int = 4
@@ -122,6 +125,15 @@ class NotifySettings(BaseModel):
     """CA bundle to verify the SMTP server's certificate with; empty: the system's."""
     mail_from: str = "ponder@localhost"
     webhook_timeout_s: float = 15.0
+    """Longest wait for one socket operation (connect, one write, one read) of a delivery."""
+    webhook_attempt_deadline_s: float = Field(default=15.0, gt=0)
+    """Longest a whole delivery attempt may take (connect, TLS, request, response headers),
+    whatever the receiver's pace; past it the attempt is a failure and is retried on the
+    schedule. Bounds how long one slow receiver holds a delivery worker."""
+    webhook_max_in_flight_per_endpoint: int = Field(default=2, ge=1)
+    """Deliveries in progress at once to one receiver (scheme, host and port); the next one is
+    deferred a few seconds (not failed, not counted as an attempt), so a slow receiver holds
+    at most this many delivery workers."""
     webhook_retry_schedule_s: list[float] = Field(
         default_factory=lambda: [
             5.0,
@@ -182,6 +194,10 @@ class NightlyRunSettings(BaseModel):
     suffixes: list[str] = Field(default_factory=lambda: [".txt", ".md"])
     min_age_s: float = 60.0
     """Files changed more recently than this are left for the next run (still being written)."""
+    max_file_bytes: int = Field(default=1_000_000, ge=1)
+    """A larger inbox file is refused (listed in the report) without being read: at most this
+    many bytes plus one are ever read from a file. The default holds any document that
+    ``limits.max_document_chars`` (100 000 characters, at most 4 bytes each) accepts."""
     email: str | None = None
     """Where the batch report goes."""
     webhook_endpoint_id: str | None = None
@@ -239,6 +255,30 @@ class AlertSettings(BaseModel):
     operator_webhook_url: str = ""
 
 
+class RetentionSettings(BaseModel):
+    """How long a job's content is kept after it ends (ponder/retention.py, run by beat)."""
+
+    default_days: int = Field(default=30, ge=0)
+    """Days after a job ends before its document, result, candidates, trace contents and
+    notification payloads are blanked; a tenant's ``retention_days`` overrides it. Ids,
+    statuses, token counts, costs and verifier outcomes are kept for metrics and audits."""
+    purge_every_s: int = Field(default=3600, ge=1)
+    """How often beat runs the purge."""
+    batch_size: int = Field(default=500, ge=1)
+    """Jobs purged per transaction, so a purge never holds long locks."""
+
+
+class MetricsSettings(BaseModel):
+    """Who may read ``GET /metrics``."""
+
+    scrape_token: str = ""
+    """A bearer token Prometheus sends (``authorization.credentials``); empty: only an API key
+    with the ``admin`` scope is accepted."""
+    public: bool = False
+    """Serve ``/metrics`` without any credentials (a private scrape network); refused in
+    production."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PONDER_", env_nested_delimiter="__", extra="ignore"
@@ -257,6 +297,8 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     cost: CostSettings = Field(default_factory=CostSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     nightly: list[NightlyRunSettings] = Field(default_factory=list)
     """Scheduled batch runs over inbox folders (a JSON list in ``PONDER_NIGHTLY``)."""
 
@@ -264,6 +306,8 @@ class Settings(BaseSettings):
     def _refuse_insecure_production(self) -> Settings:
         if self.environment == "production" and self.notify.webhook_allow_hosts:
             raise ValueError("notify.webhook_allow_hosts must be empty in production")
+        if self.environment == "production" and self.metrics.public:
+            raise ValueError("metrics.public must be false in production: set a scrape token")
         notify = self.notify
         if (
             self.environment == "production"

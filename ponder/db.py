@@ -30,7 +30,15 @@ _AFTER_COMMIT = "ponder_after_commit"
 @functools.lru_cache(maxsize=4)
 def _engine_for(url: str, pool_size: int) -> Engine:
     # Overflow covers a worker's many job threads, each holding a connection only briefly.
-    return create_engine(url, pool_size=pool_size, max_overflow=3 * pool_size, pool_pre_ping=True)
+    # hide_parameters: a statement's error (and SQL echo) never carries its parameters, which
+    # hold documents and metadata; ponder.logs scrubs what reaches a log as well.
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=3 * pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
+    )
 
 
 def get_engine() -> Engine:

@@ -23,12 +23,25 @@ class PayloadTooLarge(PonderError):
     status_code = 413
 
 
+class BatchOptionsInQuery(PonderError):
+    """Batch options sent in the URL, where access logs keep them: a 400 saying where to send
+    them instead."""
+
+    status_code = 400
+
+
 class UnsupportedMediaType(PonderError):
     status_code = 415
 
 
 class Unauthorized(PonderError):
     status_code = 401
+
+
+class Forbidden(PonderError):
+    """Authenticated, but the key lacks the scope the route needs."""
+
+    status_code = 403
 
 
 class RateLimited(PonderError):

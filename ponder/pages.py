@@ -12,21 +12,25 @@ from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
 from ponder.errors import InvalidRequest
-from ponder.models import Batch, Job
+from ponder.models import AuditEvent, Batch, Job
+from ponder.validation import check_value
 
-Row = TypeVar("Row", Job, Batch)
+Row = TypeVar("Row", Job, Batch, AuditEvent)
 
 
-def encode_cursor(row: Job | Batch) -> str:
+def encode_cursor(row: Job | Batch | AuditEvent) -> str:
     raw = f"{row.created_at.isoformat()}|{row.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+        # A NUL would reach PostgreSQL as a parameter it refuses (a 500), not as a bad cursor.
+        check_value("cursor", raw)
+        created, row_id = raw.split("|", 1)
         return datetime.fromisoformat(created), row_id
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeError) as exc:
         raise InvalidRequest("cursor is not valid: pass next_cursor from a previous page") from exc
 
 

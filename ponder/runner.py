@@ -24,6 +24,7 @@ from ponder.engines.base import (
 )
 from ponder.errors import LeaseLost
 from ponder.models import Job, JobStatus
+from ponder.storable import storable, storable_text
 from ponder.strategies import STRATEGIES
 from ponder.strategies.base import (
     BudgetExhausted,
@@ -180,6 +181,17 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
         )
 
 
+UNSTORABLE_CHECK: dict[str, Any] = {
+    "verifier": "storable",
+    "required": True,
+    "findings": [
+        "the answer held characters that cannot be stored (a NUL, an unpaired surrogate or a "
+        "non-finite number); they are shown as \u2400, \ufffd or null: check it against the "
+        "document"
+    ],
+}
+
+
 def _judges_frozen(task: TaskType, config: dict[str, Any]) -> bool:
     """Whether the job was submitted with its task's model-judge verifiers enabled: the
     frozen verifier list decides, not this worker's settings."""
@@ -191,22 +203,37 @@ def _finish(
     job_id: str, token: int, outcome: StrategyOutcome, settings: Settings, wall_s: float
 ) -> RunOutcome:
     selected = outcome.selected
-    result: dict[str, Any] = {
-        "output": selected.parsed.model_dump(mode="json")
+    status = JobStatus(outcome.status)
+    output = (
+        selected.parsed.model_dump(mode="json")
         if selected is not None and selected.parsed is not None
-        else None,
+        else None
+    )
+    checks = failing_checks(selected.verdicts) if selected is not None else []
+    stored_output = storable(output)
+    if stored_output != output or (
+        selected is not None and storable_text(selected.text) != selected.text
+    ):
+        # The answer holds what PostgreSQL cannot store (a NUL, a lone surrogate, NaN); the
+        # caller gets stand-ins, which is not the answer that was checked: a person reviews.
+        checks = [*checks, UNSTORABLE_CHECK]
+        if status == JobStatus.succeeded:
+            status = JobStatus.needs_review
+    result: dict[str, Any] = {
+        "output": stored_output,
         "selected": selected.summary() if selected is not None else None,
         "rationale": outcome.rationale.get("reason"),
-        "failing_checks": failing_checks(selected.verdicts) if selected is not None else [],
+        "failing_checks": checks,
         "wall_s": round(wall_s, 3),
     }
-    result["summary"] = _summary(outcome.status, result)
+    result["summary"] = _summary(status.value, result)
+    result = storable(result)  # findings and the rationale may quote the answer
 
     def work(session: Session, job: Job) -> None:
         jobs.finish(
             session=session,
             job=job,
-            status=JobStatus(outcome.status),
+            status=status,
             result=result,
             selected_candidate_id=selected.id if selected is not None else None,
             settings=settings,

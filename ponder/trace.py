@@ -18,6 +18,7 @@ from ponder.engines.base import GenerationResult
 from ponder.errors import LeaseLost
 from ponder.jobs import renew_lease
 from ponder.models import Candidate, Job, TraceEvent, Verdict
+from ponder.storable import storable, storable_text
 from ponder.strategies.base import ScoredCandidate
 from ponder.tasktypes import TaskType
 from ponder.verify import Verdict as VerdictValue
@@ -130,8 +131,10 @@ class PostgresRecorder:
                 step=step,
                 idx=c.idx,
                 attempt=self.attempt,
-                text=c.text,
-                parsed=c.parsed.model_dump(mode="json") if c.parsed is not None else None,
+                # What the model wrote, made storable: PostgreSQL refuses a NUL or a lone
+                # surrogate (the verdicts above were given on the real text).
+                text=storable_text(c.text),
+                parsed=storable(c.parsed.model_dump(mode="json")) if c.parsed is not None else None,
                 # The prompt is prefilled once per request: count it on the first sample.
                 prompt_tokens=result.prompt_tokens if i == 0 else 0,
                 cached_tokens=result.cached_prompt_tokens if i == 0 else 0,
@@ -155,7 +158,7 @@ class PostgresRecorder:
                         score=v.score,
                         required=v.required,
                         weight=v.weight,
-                        findings=v.findings,
+                        findings=storable(v.findings),
                     )
                 )
 
@@ -194,6 +197,7 @@ class PostgresRecorder:
             session, kind, data, retrying=retrying))  # fmt: skip
 
     def _event(self, session: Session, kind: str, data: dict[str, Any], *, retrying: bool) -> None:
+        data = storable(data)  # an event may quote an answer or a finding
         if retrying:
             last = session.exec(
                 select(TraceEvent)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import AsyncGenerator
 from typing import IO, Annotated, Any
@@ -23,19 +22,29 @@ from api.schemas import (
     BatchRetryPublic,
     ErrorPublic,
 )
-from ponder import batches
+from api.scopes import ActorDep
+from ponder import audit, batches
+from ponder.audit import Actor
 from ponder.batch_results import iter_results
 from ponder.config import Settings
 from ponder.db import session_scope
-from ponder.errors import Conflict, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from ponder.errors import (
+    BatchOptionsInQuery,
+    Conflict,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from ponder.models import Tenant
+from ponder.validation import InvalidInput, parse_json
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines")
 SPOOL_IN_MEMORY_BYTES = 1024 * 1024
+MAX_OPTIONS_BYTES = 64 * 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic} for code in (401, 404, 409, 413, 415, 422)
+    code: {"model": ErrorPublic} for code in (400, 401, 404, 409, 413, 415, 422)
 }
 _UPLOAD_SCHEMA = {
     "multipart/form-data": {
@@ -45,10 +54,19 @@ _UPLOAD_SCHEMA = {
             "properties": {
                 "file": {"type": "string", "format": "binary", "description": "JSONL items."},
                 **{name: {"type": "string"} for name in BatchCreate.model_fields},
+                "options": {
+                    "type": "string",
+                    "description": "All options as one JSON object, instead of the fields.",
+                },
             },
         }
     },
-    "application/jsonl": {"schema": {"type": "string", "description": "One item per line."}},
+    "application/jsonl": {
+        "schema": {
+            "type": "string",
+            "description": "One item per line; default options (send options as multipart).",
+        }
+    },
 }
 
 
@@ -90,28 +108,54 @@ async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
         yield chunk
 
 
+WHERE_OPTIONS_GO = (
+    "send them as form fields (multipart/form-data) next to the 'file' part, or as one "
+    "'options' part holding a JSON object"
+)
+
+
 def _options(fields: dict[str, Any]) -> BatchCreate:
-    if isinstance(fields.get("metadata"), str):
-        try:
-            fields["metadata"] = json.loads(fields["metadata"])
-        except ValueError as exc:
-            raise InvalidRequest("metadata must be a JSON object") from exc
+    if "options" in fields:
+        if len(fields) > 1:
+            raise InvalidRequest(
+                "send batch options either as form fields or as one 'options' JSON part, not both"
+            )
+        fields = _json_field("options", fields["options"])
+        if not isinstance(fields, dict):
+            raise InvalidRequest("options must be a JSON object of batch options")
+    elif isinstance(fields.get("metadata"), str):
+        fields["metadata"] = _json_field("metadata", fields["metadata"])
     try:
         return BatchCreate.model_validate(fields)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+        ]
         raise InvalidRequest("invalid batch options: " + "; ".join(problems)) from exc
+
+
+def _json_field(name: str, text: str) -> Any:
+    try:
+        return parse_json(text)
+    except InvalidInput as exc:
+        raise InvalidRequest(f"{name} must be a JSON object; it is {exc}") from exc
 
 
 async def _read_upload(request: Request, limit: int) -> tuple[IO[bytes], BatchCreate]:
     """The items spooled to a temporary file (on disk past 1 MiB), and the batch options."""
+    if request.query_params:
+        # URLs land in access logs and proxies' logs: metadata there would be logged PHI.
+        raise BatchOptionsInQuery(
+            "batch options are not accepted in the query string (URLs are logged); "
+            + WHERE_OPTIONS_GO
+        )
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         parser = MultiPartParser(
             request.headers,
             _limited(request, limit),
-            max_files=1,
-            max_fields=len(BatchCreate.model_fields),
+            max_files=2,  # the items, and the options when sent as a JSON file part
+            max_fields=len(BatchCreate.model_fields) + 1,
         )
         try:
             form = await parser.parse()
@@ -120,18 +164,35 @@ async def _read_upload(request: Request, limit: int) -> tuple[IO[bytes], BatchCr
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("the upload needs a 'file' part holding the JSONL items")
-        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        fields: dict[str, Any] = {}
+        for key, value in form.items():
+            if key == "file":
+                continue
+            if key == "options" and isinstance(value, UploadFile):
+                value = await _options_part(value)
+            if isinstance(value, str):
+                fields[key] = value
         return upload.file, _options(fields)
     if ctype in JSONL_TYPES:
-        options = _options(dict(request.query_params))
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
         async for chunk in _limited(request, limit):
             await run_in_threadpool(spool.write, chunk)
-        return spool, options
+        return spool, BatchCreate()
     raise UnsupportedMediaType(
         f"content type {ctype or 'none'!r} is not accepted; send multipart/form-data with a "
         f"'file' part, or a JSONL body as {' or '.join(JSONL_TYPES)}"
     )
+
+
+async def _options_part(part: UploadFile) -> str:
+    """An ``options`` part sent as a file (``-F options=@options.json``), as text."""
+    raw = await part.read(MAX_OPTIONS_BYTES + 1)
+    if len(raw) > MAX_OPTIONS_BYTES:
+        raise PayloadTooLarge(f"the options part is over {MAX_OPTIONS_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("the options part is not UTF-8 text") from exc
 
 
 @router.post(
@@ -146,11 +207,15 @@ async def create_batch(
     response: Response,
     tenant: TenantDep,
     settings: SettingsDep,
+    actor: ActorDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> BatchPublic:
     """Submit a JSONL upload, one item per line: ``custom_id``, ``task``, ``document`` and
     optionally ``strategy``, ``n``, ``params``, ``metadata``, ``seed``, ``budget_tokens``. If any
-    line is invalid the whole batch is refused, listing every bad line in ``detail.errors``."""
+    line is invalid the whole batch is refused, listing every bad line in ``detail.errors``.
+    Batch options go in multipart form fields next to the ``file`` part (or one ``options``
+    JSON part); a bare JSONL body takes the defaults. The query string is refused (a 400):
+    URLs are kept in access logs."""
     limit = settings.limits.max_batch_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -158,7 +223,7 @@ async def create_batch(
     upload, options = await _read_upload(request, limit)
     try:
         public, created = await run_in_threadpool(
-            _create, tenant, upload, options, idempotency_key, settings
+            _create, tenant, upload, options, idempotency_key, settings, actor
         )
     finally:
         upload.close()
@@ -173,6 +238,7 @@ def _create(
     options: BatchCreate,
     idempotency_key: str | None,
     settings: Settings,
+    actor: Actor,
 ) -> tuple[BatchPublic, bool]:
     with session_scope() as session:
         batch, created = batches.create_batch(
@@ -184,6 +250,7 @@ def _create(
             settings=settings,
         )
         session.flush()
+        audit.record(session, actor, "batch.submit", batch_id=batch.id)
         return to_public(batches.summarize(session, batch), settings), created
 
 
@@ -192,6 +259,7 @@ def list_batches(
     session: SessionDep,
     tenant: TenantDep,
     settings: SettingsDep,
+    actor: ActorDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> BatchPage:
@@ -199,6 +267,7 @@ def list_batches(
     rows, next_cursor = batches.list_batches(
         session=session, tenant=tenant, limit=limit, cursor=cursor
     )
+    audit.record_batches(session, actor, "batch.list", [b.id for b in rows])
     return BatchPage(
         items=[to_public(batches.summarize(session, b), settings) for b in rows],
         next_cursor=next_cursor,

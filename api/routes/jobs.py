@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -13,12 +12,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import SessionDep, SettingsDep, TenantDep
 from api.schemas import ErrorPublic, JobCreate, JobPage, JobPublic, Tokens, TracePublic
-from ponder import jobs
+from api.scopes import ActorDep
+from ponder import audit, jobs
+from ponder.audit import Actor
 from ponder.config import Settings
 from ponder.db import session_scope
 from ponder.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from ponder.models import Job, Tenant
 from ponder.trace import read_trace
+from ponder.validation import InvalidInput, parse_json
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -89,9 +91,9 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 def _from_json(body: bytes) -> JobCreate:
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+        raw = parse_json(body)
+    except InvalidInput as exc:
+        raise InvalidRequest(f"request body is {exc}") from exc
     return _validate(raw)
 
 
@@ -120,8 +122,9 @@ async def _from_multipart(request: Request) -> JobCreate:
     if not name.endswith(TEXT_SUFFIXES) or not (
         ctype.startswith("text/") or ctype in ("", "application/octet-stream")
     ):
+        # The file's name is not repeated: it may name the patient.
         raise UnsupportedMediaType(
-            f"file {upload.filename!r} ({ctype or 'no type'}) is not a text document; "
+            f"the uploaded file ({ctype or 'no type'}) is not a text document; "
             "upload a .txt or .md file"
         )
     raw_bytes = await upload.read()
@@ -134,9 +137,9 @@ async def _from_multipart(request: Request) -> JobCreate:
     fields: dict[str, Any] = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
     if "metadata" in fields:
         try:
-            fields["metadata"] = json.loads(fields["metadata"])
-        except ValueError as exc:
-            raise InvalidRequest("metadata must be a JSON object") from exc
+            fields["metadata"] = parse_json(fields["metadata"])
+        except InvalidInput as exc:
+            raise InvalidRequest(f"metadata must be a JSON object; it is {exc}") from exc
     return _validate({**fields, "document": text})
 
 
@@ -160,6 +163,7 @@ async def create_job(
     response: Response,
     tenant: TenantDep,
     settings: SettingsDep,
+    actor: ActorDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> JobPublic:
     """Submit a document. The same ``Idempotency-Key`` returns the same job and runs it once."""
@@ -176,7 +180,7 @@ async def create_job(
         )
     # One hop to a thread for the whole transaction: the submit path is the API's hot path.
     public, created = await run_in_threadpool(
-        _submit, tenant, jobs.JobRequest(**job_in.model_dump()), idempotency_key, settings
+        _submit, tenant, jobs.JobRequest(**job_in.model_dump()), idempotency_key, settings, actor
     )
     if not created:
         response.status_code = 200
@@ -184,7 +188,11 @@ async def create_job(
 
 
 def _submit(
-    tenant: Tenant, request: jobs.JobRequest, idempotency_key: str | None, settings: Settings
+    tenant: Tenant,
+    request: jobs.JobRequest,
+    idempotency_key: str | None,
+    settings: Settings,
+    actor: Actor,
 ) -> tuple[JobPublic, bool]:
     with session_scope() as session:
         job, created = jobs.submit(
@@ -194,6 +202,7 @@ def _submit(
             idempotency_key=idempotency_key,
             settings=settings,
         )
+        audit.record(session, actor, "job.submit", job_id=job.id)
         return to_public(job), created
 
 
@@ -202,6 +211,7 @@ def list_jobs(
     session: SessionDep,
     tenant: TenantDep,
     settings: SettingsDep,
+    actor: ActorDep,
     status: str | None = None,
     task: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -210,6 +220,7 @@ def list_jobs(
     rows, next_cursor = jobs.list_jobs(
         session=session, tenant=tenant, status=status, task=task, limit=limit, cursor=cursor
     )
+    audit.record_jobs(session, actor, "job.list", [j.id for j in rows])
     return JobPage(items=[to_public(j) for j in rows], next_cursor=next_cursor)
 
 

@@ -28,11 +28,14 @@ def jsonl(items: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(i).encode() + b"\n" for i in items)
 
 
-def submit(api: Any, tenant: Any, items: list[dict[str, Any]], **params: Any) -> Any:
+def submit(api: Any, tenant: Any, items: list[dict[str, Any]], **options: Any) -> Any:
+    """A JSONL body; with options, a multipart upload with the options as form fields."""
+    if options:
+        files = {"file": ("items.jsonl", jsonl(items), "application/jsonl")}
+        return api.post("/v1/batches", data=options, files=files, headers=tenant.headers)
     return api.post(
         "/v1/batches",
         content=jsonl(items),
-        params=params,
         headers={**tenant.headers, "content-type": "application/jsonl"},
     )
 

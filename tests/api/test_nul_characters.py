@@ -92,9 +92,11 @@ def test_a_nul_in_an_uploaded_form_field_is_422(app_client, tenant, isolated_bro
 def test_a_nul_in_a_batch_is_422_and_writes_nothing(
     app_client, tenant, isolated_broker, body, params, phrases
 ):
-    response = app_client.post(
-        "/v1/batches", content=body, params=params, headers={**tenant.headers, **JSONL}
-    )
+    if params:  # batch options go in form fields, never the query string
+        files = {"file": ("items.jsonl", body, "application/jsonl")}
+        response = app_client.post("/v1/batches", data=params, files=files, headers=tenant.headers)
+    else:
+        response = app_client.post("/v1/batches", content=body, headers={**tenant.headers, **JSONL})
     assert response.status_code == 422, response.text
     assert all(phrase in response.json()["error"] for phrase in phrases), response.text
     assert app_client.get("/v1/batches", headers=tenant.headers).json()["items"] == []

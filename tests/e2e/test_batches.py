@@ -37,9 +37,10 @@ def items(count: int, *, failing: set[int] | None = None) -> bytes:
     return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
-def submit(api: Any, tenant: Any, body: bytes, **params: Any) -> dict[str, Any]:
-    headers = {**tenant.headers, "content-type": "application/jsonl"}
-    response = api.post("/v1/batches", content=body, params=params, headers=headers)
+def submit(api: Any, tenant: Any, body: bytes, **options: Any) -> dict[str, Any]:
+    """Options go in form fields next to the file, never the query string."""
+    files = {"file": ("items.jsonl", body, "application/jsonl")}
+    response = api.post("/v1/batches", data=options, files=files, headers=tenant.headers)
     assert response.status_code == 201, response.text
     return response.json()
 
