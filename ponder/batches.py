@@ -21,7 +21,7 @@ from ponder.batch_state import FAILED, close_batch_if_ended, count_items, derive
 from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound
-from ponder.jobs import frozen_config
+from ponder.jobs import capped_priority, frozen_config, knobs_store
 from ponder.models import Batch, Job, JobStatus, Tenant, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
@@ -117,11 +117,14 @@ def new_batch(
             check_webhook_url(options.webhook_url, allow_hosts=settings.notify.webhook_allow_hosts)
         except UnsafeWebhookURL as exc:
             raise InvalidRequest(f"webhook_url refused: {exc}") from exc
+    wanted = settings.limits.batch_priority if options.priority is None else options.priority
+    caps = knobs_store(settings.knobs_file).current().caps_for(tenant.name)
     batch = Batch(
         tenant_id=tenant.id,
         source=source,
         name=options.name,
-        priority=settings.limits.batch_priority if options.priority is None else options.priority,
+        # Its items' rows and broker messages carry it: capped like a single job's.
+        priority=capped_priority(wanted, caps.highest_priority),
         webhook_url=options.webhook_url,
         webhook_endpoint_id=usable_endpoint_id(session, tenant.id, options.webhook_endpoint_id),
         email=options.email,

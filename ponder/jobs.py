@@ -30,6 +30,7 @@ from ponder.pages import newest_first
 from ponder.queue import send_run_job
 from ponder.strategies import STRATEGIES
 from ponder.strategies.base import MIN_USEFUL_OUTPUT_TOKENS, StrategyConfig
+from ponder.validation import is_blank
 from tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
     configuration frozen on the job row. Also used for every line of a batch upload."""
     task = TASKS.get(request.task)
     if task is None:
+        # What is allowed, never the caller's value back (it may be anything).
         raise InvalidRequest(
-            f"unknown task {request.task!r}; valid tasks: {', '.join(sorted(TASKS))}",
-            valid=sorted(TASKS),
+            f"unknown task; valid tasks: {', '.join(sorted(TASKS))}", valid=sorted(TASKS)
         )
     request = _with_task_defaults(request, settings)
     caps = knobs_store(settings.knobs_file).current().caps_for(tenant_name)
@@ -73,8 +74,7 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
     strategy = STRATEGIES.get(request.strategy)
     if strategy is None:
         raise InvalidRequest(
-            f"unknown strategy {request.strategy!r}; valid strategies: "
-            f"{', '.join(sorted(STRATEGIES))}",
+            f"unknown strategy; valid strategies: {', '.join(sorted(STRATEGIES))}",
             valid=sorted(STRATEGIES),
         )
     limits = settings.limits
@@ -93,7 +93,7 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
             f"budget_tokens={request.budget_tokens} exceeds this tenant's cap of "
             f"{caps.max_budget_tokens}"
         )
-    if not request.document.strip():
+    if is_blank(request.document):  # zero-width spaces, a BOM, bidi marks: nothing to read
         raise InvalidRequest("document is empty: send the text to analyse in 'document'")
     max_chars = min(task.max_document_chars, limits.max_document_chars)
     if len(request.document) > max_chars:
@@ -128,7 +128,7 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
         name=strategy.name,
         n=n,
         max_tokens=min(task.max_output_tokens, limits.max_tokens_per_sample),
-        priority=request.priority,
+        priority=capped_priority(request.priority, caps.highest_priority),
         budget_tokens=request.budget_tokens,
         seed=request.seed,
         params=params,
@@ -141,6 +141,14 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
         "template": task.template,
         "template_version": task.template_version(),
     }
+
+
+def capped_priority(priority: int, highest: int | None) -> int:
+    """A priority more urgent than the tenant's cap (``highest_priority`` in the knobs file) is
+    lowered to it rather than refused: the API's default priority and a batch's or nightly
+    run's cannot tell a caller's choice from a default, and running a job a little later is
+    always safe. The job's row shows the priority it runs at."""
+    return priority if highest is None else max(priority, highest)
 
 
 def _with_task_defaults(request: JobRequest, settings: Settings) -> JobRequest:
@@ -183,7 +191,7 @@ def submit(
     job = Job(
         tenant_id=tenant.id,
         task=request.task,
-        priority=request.priority,
+        priority=config["strategy"]["priority"],  # capped for the tenant
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         config=config,
@@ -243,7 +251,7 @@ def list_jobs(
     if status:
         if status not in {s.value for s in JobStatus}:
             raise InvalidRequest(
-                f"unknown status {status!r}; valid: {', '.join(s.value for s in JobStatus)}"
+                f"unknown status; valid: {', '.join(s.value for s in JobStatus)}"
             )
         query = query.where(Job.status == status)
     if task:
@@ -321,6 +329,70 @@ def claim(*, session: Session, job_id: str, owner: str, settings: Settings) -> C
         settings=settings,
     )
     return Claim("exhausted")
+
+
+@dataclass(frozen=True)
+class FairTurn:
+    """A queued job of a tenant with fewer jobs running, to run in place of the message's job."""
+
+    job_id: str
+    priority: int
+
+
+def fairer_job(*, session: Session, job_id: str) -> FairTurn | None:
+    """The job a worker should run for a message naming ``job_id``: None to run that job, or the
+    first queued job of the tenant with the fewest jobs running, when that tenant has fewer
+    running than ``job_id``'s (then by priority, then age). The message's job is then sent to
+    the broker again after commit, so every queued job keeps a message of its own.
+
+    The broker serves messages in priority and arrival order, so without this a tenant that
+    queued 50,000 items ahead of another tenant's job would run all of them first. Here a
+    message is a turn at a worker slot and the turn goes to the tenant with the fewest jobs
+    running: another tenant's job starts at the next claim after it is queued, whatever is in
+    the broker ahead of it. With one tenant, or when the message's tenant runs no more than
+    anyone waiting, nothing changes. Claim, lease and fencing are untouched: the chosen job is
+    claimed like any other, so a race for it costs a ``busy`` claim, never a second run.
+
+    Only jobs never started (``attempts = 0``) are chosen: a job waiting for its retry backoff
+    runs from its own (delayed) message."""
+    mine = session.execute(
+        sa.select(col(Job.tenant_id), col(Job.priority)).where(
+            col(Job.id) == job_id, col(Job.status) == JobStatus.queued.value
+        )
+    ).first()
+    if mine is None:
+        return None  # running, ended or missing: the claim says what to do
+    tenant_id, priority = mine
+    running: dict[str, int] = {
+        tenant: count
+        for tenant, count in session.execute(
+            sa.select(col(Job.tenant_id), sa.func.count())
+            .where(col(Job.status) == JobStatus.running.value)
+            .group_by(col(Job.tenant_id))
+        ).all()
+    }
+    own = running.get(tenant_id, 0)
+    if own == 0:
+        return None
+    crowded = [tenant for tenant, count in running.items() if count >= own]  # own tenant too
+    running_of_tenant = sa.case(running, value=col(Job.tenant_id), else_=0)
+    fairer = session.execute(
+        sa.select(col(Job.id), col(Job.priority))
+        .where(
+            col(Job.status) == JobStatus.queued.value,
+            col(Job.attempts) == 0,
+            col(Job.tenant_id).not_in(crowded),
+        )
+        .order_by(running_of_tenant, col(Job.priority), col(Job.created_at))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if fairer is None:
+        return None
+    session.execute(sa.update(Job).where(col(Job.id) == job_id).values(enqueued_at=utcnow()))
+    after_commit(session, functools.partial(send_run_job, job_id, priority))
+    logger.info("job %s runs before job %s: its tenant has fewer jobs running", fairer[0], job_id)
+    return FairTurn(job_id=fairer[0], priority=fairer[1])
 
 
 def renew_lease(*, session: Session, job_id: str, token: int, settings: Settings) -> bool | None:

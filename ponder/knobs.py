@@ -11,6 +11,7 @@ with its path, line and reason, and the previous configuration stays in force.
     [tenants.default]        # caps for every tenant without a section of its own
     max_n = 8
     max_budget_tokens = 50000
+    highest_priority = 3     # a job asking for priority 0-2 runs at 3
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class TenantCaps(BaseModel):
 
     max_n: int | None = Field(default=None, ge=1)
     max_budget_tokens: int | None = Field(default=None, ge=1)
+    highest_priority: int | None = Field(default=None, ge=0, le=9)
+    """The most urgent priority this tenant's jobs may have (0 is served first): a job asking
+    for more is lowered to it (``jobs.capped_priority``), so one tenant cannot jump ahead of
+    everyone in the broker and in the engine's scheduler. None: no cap."""
 
 
 class Knobs(BaseModel):

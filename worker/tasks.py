@@ -9,6 +9,7 @@ import threading
 
 from celery import Task
 
+from ponder import jobs
 from ponder.alerts import check_alerts, raise_alerts
 from ponder.batches import dispatch
 from ponder.config import get_settings
@@ -16,8 +17,18 @@ from ponder.db import get_engine as database_engine
 from ponder.db import session_scope
 from ponder.nightly import run_nightly
 from ponder.notify.outbox import deliver
-from ponder.queue import CHECK_ALERTS, DELIVER, DISPATCH_BATCH, NIGHTLY_RUN, RECONCILE, RUN_JOB
+from ponder.queue import (
+    CHECK_ALERTS,
+    DELIVER,
+    DISPATCH_BATCH,
+    NIGHTLY_RUN,
+    PURGE_EXPIRED,
+    RECONCILE,
+    RUN_JOB,
+    send_run_job,
+)
 from ponder.reconcile import reconcile
+from ponder.retention import purge_all_expired
 from ponder.runner import run_job
 from worker.app import app
 from worker.engine import get_engine
@@ -32,11 +43,28 @@ def _owner() -> str:
 @app.task(name=RUN_JOB, bind=True, max_retries=None)
 def run_job_task(self: Task, job_id: str) -> str:
     settings = get_settings()
-    outcome = run_job(job_id=job_id, engine=get_engine(settings), settings=settings, owner=_owner())
-    if outcome.retry_in_s is not None:
-        # Attempts are bounded in PostgreSQL, not here.
+    turn = _fair_turn(job_id)
+    run_id = job_id if turn is None else turn.job_id
+    outcome = run_job(job_id=run_id, engine=get_engine(settings), settings=settings, owner=_owner())
+    if outcome.retry_in_s is None:
+        return outcome.status
+    # Attempts are bounded in PostgreSQL, not here.
+    if turn is None:
         raise self.retry(countdown=outcome.retry_in_s)
+    if outcome.status != "busy":  # busy: another run holds the job; its own message remains
+        send_run_job(turn.job_id, turn.priority, countdown=outcome.retry_in_s)
     return outcome.status
+
+
+def _fair_turn(job_id: str) -> jobs.FairTurn | None:
+    """Fairness is best effort: if PostgreSQL cannot answer, the message's own job is run and
+    its claim deals with the outage as before."""
+    try:
+        with session_scope() as session:
+            return jobs.fairer_job(session=session, job_id=job_id)
+    except Exception:
+        logger.warning("job %s: fair-share check failed; running it in turn", job_id)
+        return None
 
 
 @app.task(name=DELIVER, bind=True, max_retries=None)
@@ -81,3 +109,10 @@ def nightly_run_task(name: str) -> dict[str, object]:
         "rejected": len(report.rejected),
         "duplicates": len(report.duplicates),
     }
+
+
+@app.task(name=PURGE_EXPIRED)
+def purge_expired_task() -> dict[str, int]:
+    """Beat, every ``retention.purge_every_s``: blank the content whose retention ran out."""
+    report = purge_all_expired(settings=get_settings())
+    return {"purged": report.purged, "transactions": report.transactions}

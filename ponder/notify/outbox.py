@@ -6,11 +6,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import random
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from ponder.config import Settings
@@ -35,6 +38,9 @@ LONGEST_COUNTDOWN_S = 600.0
 """Longer waits are left to the reconciler: a Redis broker redelivers messages whose countdown
 outlives its visibility timeout, and a worker holds counted-down messages in memory."""
 DUE_SLACK_S = 1.0
+ENDPOINT_BUSY_DELAY_S = 2.0
+"""How long a delivery to a receiver that has its maximum in flight waits (with jitter)
+before it looks for a free slot again."""
 
 
 def enqueue_job_notifications(*, session: Session, job: Job, settings: Settings) -> None:
@@ -169,6 +175,12 @@ def deliver(*, session: Session, notification_id: str, settings: Settings) -> De
     if endpoint is not None and (reason := endpoints.unavailable_reason(endpoint)):
         row.status, row.last_error, row.next_attempt_at = "disabled", reason, None
         return DeliveryResult("disabled")
+    if row.channel == "webhook" and not _take_endpoint_slot(session, row, endpoint, settings):
+        # Not an attempt: nothing was sent. The receiver is busy with our other deliveries.
+        wait_s = ENDPOINT_BUSY_DELAY_S * random.uniform(0.5, 1.5)
+        row.next_attempt_at = utcnow() + timedelta(seconds=wait_s)
+        logger.info("notification %s deferred: its receiver has deliveries in flight", row.id)
+        return DeliveryResult("deferred", retry_in_s=wait_s)
     row.attempts += 1
     started = time.monotonic()
     status_code: int | None = None
@@ -216,6 +228,31 @@ def deliver(*, session: Session, notification_id: str, settings: Settings) -> De
     return DeliveryResult("pending", retry_in_s=delay if delay <= LONGEST_COUNTDOWN_S else None)
 
 
+def _take_endpoint_slot(
+    session: Session, row: Notification, endpoint: WebhookEndpoint | None, settings: Settings
+) -> bool:
+    """Take one of the receiver's ``webhook_max_in_flight_per_endpoint`` slots for the rest of
+    this transaction, or return False when every slot is taken.
+
+    A slot is a PostgreSQL transaction-level advisory lock on (receiver, slot number). The
+    delivery's transaction already spans the HTTP request (it holds the outbox row's lock), so
+    the slot is held exactly as long as the attempt and is released by the commit, by the
+    rollback, or by the server when a worker dies with its connection: nothing to expire or
+    leak, unlike a counter in Redis with a TTL that must outlive the slowest attempt yet
+    recover from a crash. Two receivers whose keys hash alike share slots, which only makes
+    the limit stricter for both."""
+    url = endpoint.url if endpoint is not None else row.target
+    receiver = zlib.crc32(webhooks.endpoint_key(url).encode()) - 2**31  # PostgreSQL's int4
+    for slot in range(settings.notify.webhook_max_in_flight_per_endpoint):
+        taken = session.execute(
+            sa.text("select pg_try_advisory_xact_lock(cast(:receiver as int), cast(:slot as int))"),
+            {"receiver": receiver, "slot": slot},
+        ).scalar_one()
+        if taken:
+            return True
+    return False
+
+
 def _post_webhook(
     session: Session, row: Notification, endpoint: WebhookEndpoint | None, settings: Settings
 ) -> webhooks.DeliveryOutcome:
@@ -232,6 +269,7 @@ def _post_webhook(
         body,
         headers,
         timeout_s=settings.notify.webhook_timeout_s,
+        deadline_s=settings.notify.webhook_attempt_deadline_s,
         allow_hosts=settings.notify.webhook_allow_hosts,
     )
 

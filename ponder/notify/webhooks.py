@@ -10,12 +10,15 @@ import ipaddress
 import random
 import secrets
 import socket
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 SECRET_PREFIX = "whsec_"
@@ -164,6 +167,94 @@ def _response_outcome(response: httpx.Response, started: float) -> DeliveryOutco
     return DeliveryOutcome(status, error, _elapsed_ms(started), _retry_after_s(retry_after))
 
 
+class AttemptDeadline:
+    """A wall-clock deadline for one delivery attempt: connect, TLS, sending the request and
+    reading the response's headers together.
+
+    httpx's timeouts apply to each socket operation, so a receiver that sends one byte every
+    few seconds never trips them and holds a delivery worker as long as it likes. Every socket
+    operation of the attempt goes through :class:`_DeadlineBackend`, which gives it at most the
+    time left and refuses it once none is left: the attempt ends at the deadline whatever the
+    receiver's pace."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ends_at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.ends_at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+    def clamp(self, timeout: float | None, error: type[Exception]) -> float:
+        """The timeout for the next socket operation; raises ``error`` once time is up."""
+        left = self.left()
+        if left <= 0:
+            raise error(f"attempt deadline of {self.seconds:g}s passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, deadline: AttemptDeadline) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._stream.start_tls(
+            ssl_context, server_hostname, self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def __init__(self, deadline: AttemptDeadline) -> None:
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        stream = super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport with every socket operation under ``deadline``. httpx has no public
+    hook for a network backend, so the connection pool is replaced (httpx 0.28's ``_pool``);
+    ``tests/notify/test_webhook_deadline.py`` fails if that stops taking effect."""
+
+    def __init__(self, deadline: AttemptDeadline) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=1,
+            network_backend=_DeadlineBackend(deadline),
+        )
+
+
 def deliver(
     url: str,
     body: bytes,
@@ -171,13 +262,22 @@ def deliver(
     *,
     timeout_s: float,
     allow_hosts: Sequence[str],
+    deadline_s: float | None = None,
 ) -> DeliveryOutcome:
     """POST ``body`` once, without following redirects; network errors become an outcome.
+
+    ``timeout_s`` bounds each socket operation, ``deadline_s`` (``timeout_s`` when not given)
+    the whole attempt: every address tried, connect, TLS, request and response headers. A
+    receiver that answers slowly costs a worker at most ``deadline_s``, and the attempt is a
+    failure whose error says so. The response body is never read: it is not needed and may be
+    huge or endless.
 
     The URL is checked again (DNS may have changed) and the connection goes to a checked address
     with the original ``Host`` and TLS server name, so a second DNS answer cannot redirect it
     (DNS rebinding). Proxies from the environment are ignored for the same reason."""
     started = time.monotonic()
+    deadline_s = timeout_s if deadline_s is None else deadline_s
+    deadline = AttemptDeadline(deadline_s)
     try:
         addresses = check_webhook_url(url, allow_hosts=allow_hosts)
         target = httpx.URL(url)
@@ -187,20 +287,34 @@ def deliver(
     sni = {"sni_hostname": target.host}
     last_error = "refused: no address to connect to"
     client = httpx.Client(
-        headers=request_headers, timeout=timeout_s, follow_redirects=False, trust_env=False
+        headers=request_headers,
+        timeout=timeout_s,
+        follow_redirects=False,
+        trust_env=False,
+        transport=_DeadlineTransport(deadline),
     )
     with client:
         for address in addresses:
             pinned = target.copy_with(host=address)
             try:
                 with client.stream("POST", pinned, content=body, extensions=sni) as response:
-                    # The response body is never read: it is not needed and may be huge.
                     return _response_outcome(response, started)
-            except httpx.ConnectError as exc:
-                last_error = _describe(exc)  # try the host's next address
             except httpx.HTTPError as exc:
-                return DeliveryOutcome(None, _describe(exc), _elapsed_ms(started), None)
+                if deadline.passed():
+                    error = f"deadline: no response within {deadline_s:g}s ({type(exc).__name__})"
+                    return DeliveryOutcome(None, error, _elapsed_ms(started), None)
+                if not isinstance(exc, httpx.ConnectError):
+                    return DeliveryOutcome(None, _describe(exc), _elapsed_ms(started), None)
+                last_error = _describe(exc)  # try the host's next address
     return DeliveryOutcome(None, last_error, _elapsed_ms(started), None)
+
+
+def endpoint_key(url: str) -> str:
+    """What delivery concurrency is limited per: the receiver's scheme, host and port. A slow
+    receiver is slow for every path it serves, so limiting per URL would let one host holding
+    many URLs (one per job, say) take every worker."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
 
 
 def retry_delay(attempt: int, *, schedule: Sequence[float], jitter: float) -> float | None:

@@ -247,9 +247,9 @@ def test_a_batch_report_is_delivered_signed_with_its_counts(api, tenant, broker)
         body = b"".join(
             json.dumps({"custom_id": f"c{i}", **JOB}).encode() + b"\n" for i in range(3)
         )
-        headers = {**tenant.headers, "content-type": "application/jsonl"}
-        params = {"webhook_endpoint_id": endpoint["id"]}
-        batch = api.post("/v1/batches", content=body, params=params, headers=headers).json()
+        options = {"webhook_endpoint_id": endpoint["id"]}
+        files = {"file": ("items.jsonl", body, "application/jsonl")}
+        batch = api.post("/v1/batches", data=options, files=files, headers=tenant.headers).json()
         api.post(f"/v1/batches/{batch['id']}/cancel", headers=tenant.headers)
         wait_until(lambda: len(receiver.received) == 1)
     finally:
