@@ -10,7 +10,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.body_limit import BodyLimit
 from api.deps import refuse_nul_in_url
 from api.errors import error_response
-from api.routes import batches, deliveries, health, jobs, metrics, webhooks
+from api.routes import (
+    audit,
+    batches,
+    deliveries,
+    health,
+    jobs,
+    keys,
+    lifecycle,
+    metrics,
+    webhooks,
+)
+from api.scopes import authorize
 from ponder.errors import PonderError
 from ponder.logs import configure_logging
 
@@ -26,10 +37,15 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimit, streamed={("POST", "/v1/batches")})
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(jobs.router)
-    app.include_router(deliveries.router)
-    app.include_router(batches.router)
-    app.include_router(webhooks.router)
+    # Every /v1 route: the key's scope for the route, and the audit record of the access.
+    scoped = [Depends(authorize)]
+    app.include_router(jobs.router, dependencies=scoped)
+    app.include_router(deliveries.router, dependencies=scoped)
+    app.include_router(batches.router, dependencies=scoped)
+    app.include_router(webhooks.router, dependencies=scoped)
+    app.include_router(lifecycle.router, dependencies=scoped)
+    app.include_router(keys.router, dependencies=scoped)
+    app.include_router(audit.router, dependencies=scoped)
 
     @app.exception_handler(PonderError)
     async def _ponder_error(request: Request, exc: PonderError) -> JSONResponse:

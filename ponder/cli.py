@@ -42,16 +42,78 @@ def model_prepare() -> None:
 
 
 @keys_app.command("create")
-def keys_create(tenant: str = typer.Option(..., help="Tenant name; created on first use.")) -> None:
+def keys_create(
+    tenant: str = typer.Option(..., help="Tenant name; created on first use."),
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="submit, read or admin; repeat for several. Default: all three."),
+    ] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0.001, help="The key stops working after this many days.")
+    ] = None,
+) -> None:
     """Create an API key and print it once, with the tenant's webhook signing secret."""
     from ponder.db import session_scope
+    from ponder.errors import PonderError
+    from ponder.models import ALL_SCOPES
     from ponder.tenants import issue_key
 
-    with session_scope() as session:
-        issued = issue_key(session=session, tenant_name=tenant)
-        secret = issued.tenant.webhook_secret
+    try:
+        with session_scope() as session:
+            issued = issue_key(
+                session=session,
+                tenant_name=tenant,
+                scopes=scope or ALL_SCOPES,
+                expires_in_days=expires_in_days,
+            )
+            secret = issued.tenant.webhook_secret
+            key_id, scopes, expires = issued.row.id, issued.row.scopes, issued.row.expires_at
+    except PonderError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"api key (shown once): {issued.key}")
+    typer.echo(f"key id: {key_id}  scopes: {','.join(scopes)}  expires: {expires or 'never'}")
     typer.echo(f"webhook secret for tenant {tenant}: {secret}")
+
+
+@keys_app.command("list")
+def keys_list(tenant: str = typer.Option(..., help="Tenant name.")) -> None:
+    """The tenant's keys: id, prefix, scopes, created, expires, revoked, last used."""
+    from ponder.db import session_scope
+    from ponder.errors import PonderError
+    from ponder.tenants import list_keys, tenant_by_name
+
+    try:
+        with session_scope() as session:
+            owner = tenant_by_name(session=session, name=tenant)
+            rows = list_keys(session=session, tenant_id=owner.id)
+            lines = [
+                f"{k.id}  {k.prefix}…  {','.join(k.scopes):18}  created {k.created_at:%Y-%m-%d}  "
+                f"expires {k.expires_at or 'never'}  revoked {k.revoked_at or 'no'}  "
+                f"last used {k.last_used_at or 'never'}"
+                for k in rows
+            ]
+    except PonderError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    for line in lines:
+        typer.echo(line)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (ponder keys list).")) -> None:
+    """Revoke a key: refused from now on (an API process that cached it: within 30 s)."""
+    from ponder.db import session_scope
+    from ponder.errors import PonderError
+    from ponder.tenants import revoke_key
+
+    try:
+        with session_scope() as session:
+            revoked_at = revoke_key(session=session, key_id=key_id).revoked_at
+    except PonderError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"key {key_id} revoked at {revoked_at}")
 
 
 @db_app.command("create")

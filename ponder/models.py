@@ -1,5 +1,6 @@
 """SQLModel tables: tenants and keys, jobs, candidates, verdicts, trace events, notifications,
-webhook endpoints, batches and the files nightly runs have taken from their inboxes.
+webhook endpoints, batches, the files nightly runs have taken from their inboxes, and the
+append-only access audit.
 
 Table classes never go over the wire; ``api/schemas.py`` holds the public shapes.
 """
@@ -60,12 +61,25 @@ class JobStatus(enum.StrEnum):
 TERMINAL_STATUSES = tuple(s.value for s in JobStatus if s.terminal)
 
 
+class Scope(enum.StrEnum):
+    submit = "submit"
+    read = "read"
+    admin = "admin"
+
+
+ALL_SCOPES = tuple(s.value for s in Scope)
+
+
+
+
 class Tenant(SQLModel, table=True):
     __tablename__ = "tenants"
     id: str = Field(default_factory=new_id, primary_key=True)
     name: str = Field(sa_column=sa.Column(sa.String(200), nullable=False, unique=True))
     webhook_secret: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
     """Signing secret (``whsec_…``) for this tenant's webhooks; needed in clear to sign."""
+    retention_days: int | None = None
+    """Days a job's content is kept after it ends; None: ``retention.default_days``."""
     created_at: datetime = _created()
 
 
@@ -76,8 +90,19 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
     """SHA-256 of the key; the key itself is shown once and never stored."""
     prefix: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    scopes: list[str] = Field(
+        default_factory=lambda: list(ALL_SCOPES),
+        sa_column=sa.Column(
+            sa.ARRAY(sa.String(16)), nullable=False, server_default="{submit,read,admin}"
+        ),
+    )
+    """What the key may do: ``submit`` (write jobs and batches), ``read`` (their content),
+    ``admin`` (keys, audit, deletion, legal holds, webhook endpoints)."""
     created_at: datetime = _created()
+    expires_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+    """Updated at most once a minute per key and process, so authentication stays cheap."""
 
 
 class Job(SQLModel, table=True):
@@ -89,6 +114,11 @@ class Job(SQLModel, table=True):
         sa.UniqueConstraint("batch_id", "custom_id", name="uq_jobs_batch_custom_id"),
         sa.Index("ix_jobs_batch_status", "batch_id", "status"),
         sa.Index("ix_jobs_batch_index", "batch_id", "batch_index"),
+        sa.Index(
+            "ix_jobs_unpurged_finished",
+            "finished_at",
+            postgresql_where=sa.text("purged_at IS NULL"),
+        ),
     )
     id: str = Field(default_factory=new_id, primary_key=True)
     tenant_id: str = Field(foreign_key="tenants.id")
@@ -135,6 +165,16 @@ class Job(SQLModel, table=True):
     charge can tell whether its first try landed."""
     cost: float | None = None
     """From the cost model in the settings, when one is configured."""
+    legal_hold_at: datetime | None = _ts()
+    """Set while a legal hold exempts the job from the retention purge and from deletion."""
+    legal_hold_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """The API key id that placed the hold."""
+    purged_at: datetime | None = _ts()
+    """When its content (document, result, candidates, trace, notifications) was blanked."""
+    deleted_at: datetime | None = _ts()
+    """Tombstone: when a caller deleted it (``DELETE /v1/jobs/{id}``)."""
+    deleted_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """Tombstone: the API key id that deleted it."""
 
 
 class Candidate(SQLModel, table=True):
@@ -280,6 +320,12 @@ class Batch(SQLModel, table=True):
     cancel_requested_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     """When the last item of the current round ended."""
+    legal_hold_at: datetime | None = _ts()
+    """Set while a legal hold exempts the batch and all its items from purge and deletion."""
+    legal_hold_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    purged_at: datetime | None = _ts()
+    deleted_at: datetime | None = _ts()
+    deleted_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
 
 
 class InboxFile(SQLModel, table=True):
@@ -296,4 +342,26 @@ class InboxFile(SQLModel, table=True):
     content_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     file_name: str = Field(sa_column=sa.Column(sa.String(1024), nullable=False))
     batch_id: str | None = Field(default=None, foreign_key="batches.id")
+    created_at: datetime = _created()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who read or changed what: one row per access to a job's or batch's content and per
+    write. Append-only: a trigger (migration 0005) refuses UPDATE, DELETE and TRUNCATE. No
+    foreign keys, so the record outlives the rows it names; no content, only ids."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_events_tenant_created", "tenant_id", "created_at", "id"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False))
+    key_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """The API key that acted; None for the system (the retention purge)."""
+    action: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    """``job.read``, ``job.trace``, ``job.submit``, ``job.delete``, ``key.create``, ..."""
+    job_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    batch_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    target_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """What else the action named: a key id, a delivery id, a webhook endpoint id."""
+    address: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    """The client's address as the API saw it."""
     created_at: datetime = _created()

@@ -21,6 +21,7 @@ RECONCILE = "ponder.reconcile"
 CHECK_ALERTS = "ponder.check_alerts"
 DISPATCH_BATCH = "ponder.dispatch_batch"
 NIGHTLY_RUN = "ponder.nightly_run"
+PURGE_EXPIRED = "ponder.purge_expired"
 
 REASONING_QUEUE = "reasoning"
 NOTIFY_QUEUE = "notify"
@@ -44,6 +45,7 @@ def make_celery(settings: Settings) -> Celery:
             CHECK_ALERTS: {"queue": DEFAULT_QUEUE},
             DISPATCH_BATCH: {"queue": DEFAULT_QUEUE},
             NIGHTLY_RUN: {"queue": DEFAULT_QUEUE},
+            PURGE_EXPIRED: {"queue": DEFAULT_QUEUE},
         },
         broker_transport_options={
             "visibility_timeout": settings.broker.visibility_timeout_s,
@@ -68,6 +70,10 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             "reconcile": {"task": RECONCILE, "schedule": float(settings.worker.reconcile_every_s)},
             "alerts": {"task": CHECK_ALERTS, "schedule": float(settings.alerts.every_s)},
+            "retention": {
+                "task": PURGE_EXPIRED,
+                "schedule": float(settings.retention.purge_every_s),
+            },
             **nightly_schedule(settings),
         },
     )

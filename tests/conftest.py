@@ -56,6 +56,8 @@ TABLES = (
     "delivery_attempts, notifications, trace_events, verdicts, candidates, jobs, inbox_files, "
     "batches, webhook_endpoints, api_keys, tenants"
 )
+"""Emptied before each test. Not ``audit_events``: it is append-only (its trigger refuses
+TRUNCATE), so audit tests scope their assertions to the test's own tenant."""
 
 
 def _reset_database() -> None:

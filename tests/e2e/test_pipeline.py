@@ -149,7 +149,7 @@ def test_metrics_count_the_finished_job_with_its_tokens_and_latency(api, tenant,
     body = {"task": "medrec_extraction", "document": NOTE, "strategy": "single"}
     job_id = api.post("/v1/jobs", json=body, headers=tenant.headers).json()["id"]
     job = wait_for_status(job_id, ENDED)
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=tenant.headers).text
     lines = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

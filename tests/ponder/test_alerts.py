@@ -77,7 +77,7 @@ def test_metrics_show_the_active_alert(api, tenant):
     os.environ["PONDER_ALERTS__EXPECTED_COST_PER_JOB"] = '{"medrec_extraction": 0.01}'
     try:
         config.get_settings.cache_clear()
-        text = api.get("/metrics").text
+        text = api.get("/metrics", headers=tenant.headers).text
     finally:
         del os.environ["PONDER_ALERTS__EXPECTED_COST_PER_JOB"]
         config.get_settings.cache_clear()

@@ -17,8 +17,8 @@ BATCH_LINE = {**JOB, "custom_id": "item-1"}
 
 
 def create_resources(api: Any, tenant: TenantKey) -> dict[str, str]:
-    """One job (queued), batch, webhook endpoint and delivery of ``tenant``, by the name of the
-    path parameter that names each. The delivery comes from a second job, cancelled."""
+    """One job (queued), batch, webhook endpoint, delivery and API key of ``tenant``, by the
+    name of the path parameter that names each. The delivery comes from a second job, cancelled."""
 
     def created(response: Any) -> dict[str, Any]:
         assert response.status_code == 201, response.text
@@ -37,11 +37,13 @@ def create_resources(api: Any, tenant: TenantKey) -> dict[str, str]:
         )
     )
     endpoint = created(api.post("/v1/webhooks", json={"url": HOOK}, headers=headers))
+    key = created(api.post("/v1/keys", json={"scopes": ["read"]}, headers=headers))
     return {
         "job_id": job["id"],
         "batch_id": batch["id"],
         "endpoint_id": endpoint["id"],
         "delivery_id": delivery["id"],
+        "key_id": key["id"],
     }
 
 

@@ -17,7 +17,6 @@ PUBLIC: frozenset[Endpoint] = frozenset(
     {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
-        ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),

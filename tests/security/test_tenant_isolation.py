@@ -23,7 +23,15 @@ from tests.security.routes import (
     with_made_up_ids,
 )
 
-LISTS = {("GET", "/v1/jobs"), ("GET", "/v1/batches"), ("GET", "/v1/webhooks")}
+LISTS = {
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/batches"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/keys"),
+    ("GET", "/v1/audit"),
+    # Totals over all tenants for an admin key or the scrape token: no id or tenant in them.
+    ("GET", "/metrics"),
+}
 """Routes without an id that list the caller's resources."""
 
 CREATES: dict[tuple[str, str], tuple[Callable[[dict[str, str]], dict[str, Any]], int]] = {
@@ -32,15 +40,15 @@ CREATES: dict[tuple[str, str], tuple[Callable[[dict[str, str]], dict[str, Any]],
         422,
     ),
     ("POST", "/v1/batches"): (
-        lambda ids: {
-            "content": json.dumps(BATCH_LINE).encode(),
-            "params": {"webhook_endpoint_id": ids["endpoint_id"]},
-            "headers": {"content-type": "application/jsonl"},
+        lambda ids: {  # options go in form fields, never the query string
+            "files": {"file": ("items.jsonl", json.dumps(BATCH_LINE).encode(), "text/plain")},
+            "data": {"webhook_endpoint_id": ids["endpoint_id"]},
         },
         422,
     ),
-    # Names nothing of anyone's: it must simply leave the other tenant's rows alone.
+    # Name nothing of anyone's: they must simply leave the other tenant's rows alone.
     ("POST", "/v1/webhooks"): (lambda ids: {"json": {"url": HOOK}}, 201),
+    ("POST", "/v1/keys"): (lambda ids: {"json": {"scopes": ["read"]}}, 201),
 }
 """Routes without an id that create: the request names the other tenant's resource where the
 body can name one, and the expected status."""
