@@ -232,13 +232,20 @@ def retry_failed(*, session: Session, tenant: Tenant, batch_id: str) -> tuple[Ba
     """Queue the failed items of an ended batch again (a new round with its own report); every
     other item keeps its outcome. Returns (batch, items queued)."""
     batch = get_batch(session=session, tenant=tenant, batch_id=batch_id)
+    if batch.deleted_at is not None:
+        raise Conflict(f"batch {batch.id} was deleted: its documents are gone, nothing to retry")
     if batch.finished_at is None:
         raise Conflict(
             f"batch {batch.id} is still running; retry its failed items once it has ended"
         )
     retried = session.execute(
         sa.update(Job)
-        .where(col(Job.batch_id) == batch.id, col(Job.status).in_(FAILED))
+        # A purged item's document is gone: running it again would answer an empty note.
+        .where(
+            col(Job.batch_id) == batch.id,
+            col(Job.status).in_(FAILED),
+            col(Job.purged_at).is_(None),
+        )
         .values(
             status=JobStatus.queued.value,
             attempts=0,  # the retry gets the full attempt budget again
@@ -255,7 +262,10 @@ def retry_failed(*, session: Session, tenant: Tenant, batch_id: str) -> tuple[Ba
         .returning(col(Job.id))
     ).all()
     if not retried:
-        raise Conflict(f"batch {batch.id} has no failed items to retry")
+        raise Conflict(
+            f"batch {batch.id} has no failed items to retry (items whose content was purged "
+            "by retention cannot be retried)"
+        )
     session.refresh(batch, with_for_update=True)
     batch.finished_at = None
     batch.cancel_requested_at = None

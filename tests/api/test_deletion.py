@@ -168,3 +168,36 @@ def test_a_deleted_job_cannot_be_held(api, tenant, isolated_broker):
     api.delete(f"/v1/jobs/{job_id}", headers=tenant.headers)
     response = api.post(f"/v1/jobs/{job_id}/legal-hold", headers=tenant.headers)
     assert response.status_code == 409 and "deleted" in response.json()["error"]
+
+
+def _failed_and_ended(batch_id: str, item_id: str) -> None:
+    with get_engine().begin() as conn:
+        conn.execute(
+            sa.text("update jobs set status = 'failed', finished_at = now() where id = :j"),
+            {"j": item_id},
+        )
+        conn.execute(
+            sa.text("update batches set finished_at = now() where id = :b"), {"b": batch_id}
+        )
+
+
+def test_a_deleted_batch_cannot_be_retried(api, tenant, isolated_broker):
+    batch_id, (item_id,) = _batch(api, tenant, canary())
+    _failed_and_ended(batch_id, item_id)
+    assert api.delete(f"/v1/batches/{batch_id}", headers=tenant.headers).status_code == 200
+    response = api.post(f"/v1/batches/{batch_id}/retry", headers=tenant.headers)
+    assert response.status_code == 409 and "was deleted" in response.json()["error"]
+    assert _job(item_id).status == "failed"
+
+
+def test_a_purged_item_is_not_retried_with_its_document_gone(api, tenant, isolated_broker):
+    batch_id, (item_id,) = _batch(api, tenant, canary())
+    _failed_and_ended(batch_id, item_id)
+    with get_engine().begin() as conn:
+        conn.execute(
+            sa.text("update jobs set purged_at = now(), document = '' where id = :j"),
+            {"j": item_id},
+        )
+    response = api.post(f"/v1/batches/{batch_id}/retry", headers=tenant.headers)
+    assert response.status_code == 409 and "purged" in response.json()["error"]
+    assert _job(item_id).status == "failed"
