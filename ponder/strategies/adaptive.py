@@ -49,12 +49,13 @@ class Params(BaseModel):
     def _known_strategies(cls, ladder: list[str]) -> list[str]:
         from ponder.strategies import STRATEGIES  # the registry imports this module
 
-        for name in ladder:
+        for position, name in enumerate(ladder):
             if name == NAME:
                 raise ValueError("adaptive cannot escalate to itself")
             if name not in STRATEGIES:
+                # The caller's value is not echoed back (error bodies reflect no input).
                 known = ", ".join(sorted(set(STRATEGIES) - {NAME}))
-                raise ValueError(f"unknown strategy {name!r} in ladder; known: {known}")
+                raise ValueError(f"ladder[{position}] is not a known strategy; known: {known}")
         return ladder
 
 

@@ -106,10 +106,11 @@ def test_an_exhausted_ladder_selects_the_best_of_every_candidate():
     assert len(outcome.rationale["ranking"]) == 2 + 1
 
 
-def test_a_ladder_naming_an_unknown_strategy_is_rejected():
-    with pytest.raises(ValidationError, match="unknown strategy 'tree_of_thought' in ladder"):
+def test_a_ladder_naming_an_unknown_strategy_is_rejected_without_echoing_it():
+    with pytest.raises(ValidationError, match=r"ladder\[1\] is not a known strategy") as error:
         Params(ladder=["best_of_n", "tree_of_thought"])
-    with pytest.raises(ValidationError, match="unknown strategy"):
+    assert "tree_of_thought" not in str(error.value).split("input_value")[0]
+    with pytest.raises(ValidationError, match="is not a known strategy"):
         STRATEGIES["adaptive"].validate_params({"ladder": ["nope"]})
 
 
