@@ -63,7 +63,7 @@ def test_valid_submission_writes_a_row_and_queues_one_message(api, tenant, isola
         (
             {"strategy": "adaptive", "params": {"ladder": ["best_of_n", "magic"]}},
             422,
-            "magic",
+            "ladder[1] is not a known strategy",  # named by position, not echoed
         ),
         ({"strategy": "adaptive", "params": {"ladder": ["adaptive"]}}, 422, "adaptive"),
     ],
