@@ -215,6 +215,14 @@ class NightlyRunSettings(BaseModel):
         parse_cron(value)  # raises ValueError naming the problem
         return value
 
+    @field_validator("email")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        """The report goes to one address, as a job's or a batch's email does."""
+        from ponder.validation import check_email
+
+        return None if value is None else check_email(value)
+
 
 class CostSettings(BaseModel):
     """Prices for the cost of a job. Leave all at 0 to report no cost."""
