@@ -53,6 +53,29 @@ def test_a_priority_above_the_tenants_cap_is_lowered_to_the_cap(
     assert relaxed.json()["priority"] == 8  # below the cap: as asked
 
 
+def test_a_batch_priority_above_the_tenants_cap_is_lowered_for_its_items(
+    api: Any, tenant: Any, isolated_broker: Any, capped_knobs: Path
+) -> None:
+    line = {"custom_id": "a", "task": "math_answer", "document": "What is 2 + 2?",
+            "strategy": "single"}  # fmt: skip
+    response = api.post(
+        "/v1/batches",
+        files={"file": ("items.jsonl", json.dumps(line).encode() + b"\n")},
+        data={"priority": "0"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    with get_engine().connect() as conn:
+        priorities = conn.execute(
+            sa.text(
+                "select b.priority, j.priority from batches b join jobs j on j.batch_id = b.id "
+                "where b.id = :b"
+            ),
+            {"b": response.json()["id"]},
+        ).all()
+    assert [tuple(row) for row in priorities] == [(3, 3)]  # the row and its broker message
+
+
 def _starts(tenant_id: str) -> list[tuple[float, float | None]]:
     """(started, finished) as epoch seconds for the tenant's jobs that have started."""
     with get_engine().connect() as conn:
