@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ponder.evaluation.loaders import DatasetError
+from ponder.evaluation.loaders import gsm8k_records
 from ponder.evaluation.mutation import GoldCase, Mutant, MutationSuite, Skipped
 from tasks.arithmetic import find_steps
 from tasks.math_answer import NUMBER_PATTERN, NUMBERS_IN_TEXT, MathAnswer, canonical_number
@@ -34,7 +33,7 @@ def gold_cases(path: Path) -> Iterator[GoldCase | Skipped]:
     """One gold answer per GSM8K line: the worked solution without its annotations, and its
     final number."""
     limit = reasoning_limit()
-    for number, question, solution in _gsm8k_records(path):
+    for number, question, solution in gsm8k_records(path):
         case_id = f"gsm8k-{number}"
         working, final = solution.rsplit("####", 1)
         reasoning = " ".join(_ANNOTATION.sub("", working).split())
@@ -127,28 +126,6 @@ def _validated(reasoning: str, answer: str) -> MathAnswer | None:
         return MathAnswer.model_validate({"reasoning": reasoning, "answer": answer})
     except ValidationError:
         return None
-
-
-def _gsm8k_records(path: Path) -> Iterator[tuple[int, str, str]]:
-    if not path.is_file():
-        raise DatasetError(path, None, "no such file")
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(path, number, f"not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DatasetError(path, number, "a record must be a JSON object")
-            question, solution = record.get("question"), record.get("answer")
-            if not isinstance(question, str) or not isinstance(solution, str):
-                message = "a GSM8K record needs 'question' and 'answer' text"
-                raise DatasetError(path, number, message)
-            if "####" not in solution:
-                raise DatasetError(path, number, "the answer has no final number after '####'")
-            yield number, question, solution
 
 
 SUITE = MutationSuite(

@@ -131,13 +131,22 @@ def _ours(path: Path, task: str) -> Iterator[EvalItem]:
         yield EvalItem(str(record["id"]), record["document"], record["gold"], number)
 
 
-def _gsm8k(path: Path, task: str) -> Iterator[EvalItem]:
+def gsm8k_records(path: Path) -> Iterator[tuple[int, str, str]]:
+    """(line, question, worked solution) of each GSM8K record; the solution ends with
+    ``#### <number>``. Shared with the gold builder of ``tasks/math_gold.py``."""
+    if not path.is_file():
+        raise DatasetError(path, None, "no such file")
     for number, record in _jsonl_records(path):
         question, answer = record.get("question"), record.get("answer")
         if not isinstance(question, str) or not isinstance(answer, str):
             raise DatasetError(path, number, "a GSM8K record needs 'question' and 'answer' text")
         if "####" not in answer:
             raise DatasetError(path, number, "the answer has no final number after '####'")
+        yield number, question, answer
+
+
+def _gsm8k(path: Path, task: str) -> Iterator[EvalItem]:
+    for number, question, answer in gsm8k_records(path):
         final = answer.rsplit("####", 1)[1].strip().replace(",", "")
         yield EvalItem(f"gsm8k-{number}", question, {"answer": final}, number)
 
