@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ponder.reviews.outcome import public_answer
 from ponder.storable import StorableInput
 from ponder.validation import check_email
 
@@ -81,6 +82,20 @@ class JobPublic(BaseModel):
     cancel_requested: bool
     batch_id: str | None = None
     custom_id: str | None = None
+    answer: dict[str, Any] | None = Field(
+        default=None,
+        description="The answer to use: the reviewed answer once a person reviewed the job "
+        "(null when they rejected it), else the machine's selected output.",
+    )
+    provenance: Literal["machine", "human_reviewed"] = Field(
+        default="machine", description="Who stands behind `answer`."
+    )
+
+    @model_validator(mode="after")
+    def _answer_from_result(self) -> JobPublic:
+        # Derived from the result in one place, so every route that returns a job agrees.
+        self.answer, self.provenance = public_answer(self.result)  # type: ignore[assignment]
+        return self
 
 
 class JobPage(BaseModel):
@@ -134,6 +149,8 @@ class BatchCounts(BaseModel):
     failed: int
     cancelled: int
     expired: int
+    reviewed: int = 0
+    """Items a person reviewed after they ended (``needs_review`` or QA-sampled)."""
 
 
 class BatchPublic(BaseModel):

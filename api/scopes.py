@@ -63,6 +63,11 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/keys"): Rule(ADMIN),
     ("DELETE", "/v1/keys/{key_id}"): Rule(ADMIN, "key.revoke"),
     ("GET", "/v1/audit"): Rule(ADMIN, "audit.read"),
+    # The review service records its own audit rows (review.view, review.decide).
+    ("GET", "/v1/reviews"): Rule(READ),
+    ("GET", "/v1/reviews/stats"): Rule(READ),
+    ("GET", "/v1/jobs/{job_id}/review"): Rule(READ),
+    ("POST", "/v1/jobs/{job_id}/review"): Rule(SUBMIT),
 }
 FAIL_CLOSED = Rule(ADMIN)
 """A route not in POLICY."""

@@ -48,7 +48,10 @@ def check_alerts(
     rows = conn.execute(
         sa.text(
             "select task, count(*), avg(cost), "
-            "count(*) filter (where status = 'needs_review') "
+            # A reviewed job that was not a QA sample ended needs_review first: review must
+            # not lower the rate that says how often the checks send work to people.
+            "count(*) filter (where status = 'needs_review' "
+            "or (status = 'reviewed' and not qa_sampled)) "
             "from jobs where finished_at >= :since group by task"
         ),
         {"since": since},

@@ -16,14 +16,16 @@ from ponder.db import get_engine
 from ponder.models import Job, JobStatus
 
 CHUNK_ROWS = 500
+ANSWERED = (JobStatus.succeeded.value, JobStatus.needs_review.value, JobStatus.reviewed.value)
 
 
 def result_line(
     custom_id: str | None, job_id: str, status: str, result: Any, error: str | None
 ) -> dict[str, Any]:
-    """One line of the results: ``result`` for an item that has an answer (succeeded or
-    needs_review), else ``error``; the other is null."""
-    if status in (JobStatus.succeeded.value, JobStatus.needs_review.value):
+    """One line of the results: ``result`` for an item that has an answer (succeeded,
+    needs_review, or reviewed: then ``result.review`` holds the person's decision and the
+    answer they stand behind), else ``error``; the other is null."""
+    if status in ANSWERED:
         return {
             "custom_id": custom_id,
             "job_id": job_id,

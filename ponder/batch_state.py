@@ -43,7 +43,7 @@ def derive_status(batch: Batch, counts: dict[str, int]) -> str:
     running); once every item ended: ``cancelled``, ``succeeded`` (every item), ``needs_review``
     (none failed, some need review), ``failed`` (every item failed) or
     ``completed_with_failures`` (some items failed or were cancelled, or inbox files were
-    rejected)."""
+    rejected). Reviewed items count with the succeeded ones."""
     total = sum(counts.values())
     pending = sum(counts[s] for s in PENDING)
     if pending:
@@ -56,7 +56,10 @@ def derive_status(batch: Batch, counts: dict[str, int]) -> str:
     rejected = len(batch.rejected_files or [])  # inbox files a nightly run could not submit
     if total == 0:
         return "failed" if rejected else "succeeded"
-    if counts[JobStatus.succeeded.value] == total and not rejected:
+    # An item a person reviewed (after the batch's report) counts as resolved, like one
+    # that succeeded: the state a caller reads later does not turn worse for a review.
+    resolved = counts[JobStatus.succeeded.value] + counts[JobStatus.reviewed.value]
+    if resolved == total and not rejected:
         return "succeeded"
     if failed == total:
         return "failed"

@@ -270,5 +270,72 @@ def evaluate_verifiers(
     typer.echo(format_verifier_table(payload))
 
 
+reviewers_app = typer.Typer(no_args_is_help=True, help="Reviewer accounts of the workspace.")
+review_app = typer.Typer(no_args_is_help=True, help="Reviewed jobs.")
+app.add_typer(reviewers_app, name="reviewers")
+app.add_typer(review_app, name="review")
+
+
+@reviewers_app.command("create")
+def reviewers_create(
+    tenant: str = typer.Option(..., help="Tenant name (it must exist: ponder keys create)."),
+    email: str = typer.Option(..., help="The reviewer's sign-in address."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from stdin instead of generating one."
+    ),
+) -> None:
+    """Create a reviewer; prints a generated password once (or reads it from stdin)."""
+    import sys
+
+    from ponder.db import session_scope
+    from ponder.errors import PonderError
+    from ponder.reviews.accounts import create_reviewer, generate_password
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
+    try:
+        with session_scope() as session:
+            reviewer = create_reviewer(
+                session=session, tenant_name=tenant, email=email, password=password
+            )
+            reviewer_id = reviewer.id
+    except PonderError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"reviewer {email} of tenant {tenant} created (id {reviewer_id})")
+    if not password_stdin:
+        typer.echo(f"password (shown once): {password}")
+
+
+@review_app.command("export")
+def review_export(
+    tenant: str = typer.Option(..., help="Tenant name."),
+    task: str = typer.Option(..., help="Task type, e.g. medrec_extraction."),
+) -> None:
+    """Write the tenant's reviewed jobs of a task to stdout as ``ponder eval`` JSONL (gold =
+    the reviewed answer): ``ponder review export ... > gold.jsonl``."""
+    import json
+
+    from ponder.db import session_scope
+    from ponder.errors import PonderError
+    from ponder.evaluation.scoring import SCORERS
+    from ponder.reviews.export import export_gold
+    from ponder.tenants import tenant_by_name
+
+    if task not in SCORERS:
+        typer.echo(f"error: no gold shape for task {task!r}; known: {', '.join(SCORERS)}", err=True)
+        raise typer.Exit(2)
+    count = 0
+    try:
+        with session_scope() as session:
+            owner = tenant_by_name(session=session, name=tenant)
+            for record in export_gold(session=session, tenant_id=owner.id, task=task):
+                typer.echo(json.dumps(record, ensure_ascii=False))
+                count += 1
+    except PonderError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{count} reviewed job(s) exported", err=True)
+
+
 def main() -> None:
     app()

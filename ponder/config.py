@@ -287,6 +287,20 @@ class MetricsSettings(BaseModel):
     production."""
 
 
+class ReviewSettings(BaseModel):
+    """The review workspace (ponder/reviews/, api/routes/reviews.py and the pages under
+    ``/review``)."""
+
+    lock_ttl_s: int = Field(default=900, ge=10)
+    """How long opening a job for review claims it for that reviewer (a soft lock): others
+    see it read-only and their decisions are refused (409) until it expires."""
+    session_secret: str = ""
+    """Signs the workspace's session cookies; empty: a fixed development secret, refused in
+    production."""
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    """How long a reviewer's sign-in lasts."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PONDER_", env_nested_delimiter="__", extra="ignore"
@@ -307,6 +321,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     nightly: list[NightlyRunSettings] = Field(default_factory=list)
     """Scheduled batch runs over inbox folders (a JSON list in ``PONDER_NIGHTLY``)."""
 
@@ -335,6 +350,9 @@ class Settings(BaseSettings):
                 "broker.visibility_timeout_s must exceed worker.job_time_limit_s, "
                 "or the broker redelivers jobs that are still running"
             )
+        if self.environment == "production" and not self.review.session_secret:
+            # Last: the checks above name more urgent problems of the same settings.
+            raise ValueError("review.session_secret must be set in production")
         return self
 
     @property

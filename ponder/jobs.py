@@ -28,6 +28,7 @@ from ponder.notify.outbox import enqueue_job_notifications
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
 from ponder.pages import newest_first
 from ponder.queue import send_run_job
+from ponder.reviews.sampling import is_sampled
 from ponder.strategies import STRATEGIES
 from ponder.strategies.base import MIN_USEFUL_OUTPUT_TOKENS, StrategyConfig
 from ponder.validation import is_blank
@@ -453,6 +454,10 @@ def _end(
     job.status = status.value
     job.error = error
     job.finished_at = utcnow()
+    if status == JobStatus.succeeded:
+        # Decided once, as it ends: the QA sample a person reviews to measure precision.
+        rate = knobs_store(settings.knobs_file).current().for_task(job.task).qa_sample_rate
+        job.qa_sampled = is_sampled(job.id, rate)
     job.cost = settings.cost.cost(
         prompt=job.prompt_tokens, completion=job.completion_tokens, engine_s=job.engine_wall_s
     )

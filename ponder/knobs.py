@@ -7,6 +7,7 @@ with its path, line and reason, and the previous configuration stays in force.
     n = 4
     budget_tokens = 8000
     params = { threshold = 0.85, ladder = ["best_of_n", "refine"] }
+    qa_sample_rate = 0.05    # 5 % of succeeded jobs go to the review queue as a QA sample
 
     [tenants.default]        # caps for every tenant without a section of its own
     max_n = 8
@@ -34,6 +35,9 @@ class TaskKnobs(BaseModel):
     n: int | None = Field(default=None, ge=1)
     budget_tokens: int | None = Field(default=None, ge=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    qa_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of this task's ``succeeded`` jobs picked for QA review when they end (0: none),
+    so that production precision can be estimated (ponder/reviews/sampling.py)."""
 
     @model_validator(mode="after")
     def _known_strategy(self) -> TaskKnobs:

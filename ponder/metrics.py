@@ -38,6 +38,7 @@ class PonderCollector(Collector):
             yield from _verifiers(conn)
             yield from _escalations(conn)
             yield from _deliveries(conn)
+            yield from _reviews(conn)
         yield _queue_depth(self.settings)
 
 
@@ -139,6 +140,58 @@ def _deliveries(conn: sa.Connection) -> Iterator[Metric]:
     for channel, outcome, count in rows:
         family.add_metric([channel, outcome], count)
     yield family
+
+
+def _reviews(conn: sa.Connection) -> Iterator[Metric]:
+    """Review outcomes per task (a counter: review rows are never deleted, retention only
+    blanks their content) and the QA precision estimate of ``succeeded`` per task with its
+    95 % Wilson interval. No tenant labels: every tenant's reviews together."""
+    from ponder.reviews.stats import precision_estimate
+
+    outcomes = CounterMetricFamily(
+        "ponder_reviews", "Review decisions by task and decision", labels=["task", "decision"]
+    )
+    precision = GaugeMetricFamily(
+        "ponder_qa_precision",
+        "Share of QA-sampled succeeded jobs a reviewer approved as is",
+        labels=["task"],
+    )
+    low = GaugeMetricFamily(
+        "ponder_qa_precision_low", "Lower bound of the 95 % Wilson interval", labels=["task"]
+    )
+    high = GaugeMetricFamily(
+        "ponder_qa_precision_high", "Upper bound of the 95 % Wilson interval", labels=["task"]
+    )
+    sample = GaugeMetricFamily(
+        "ponder_qa_reviewed", "QA-sampled succeeded jobs reviewed", labels=["task"]
+    )
+    qa: dict[str, list[int]] = {}
+    rows = conn.execute(
+        sa.text(
+            "select j.task, r.decision, r.was_sampled, count(*) from reviews r "
+            "join jobs j on j.id = r.job_id group by 1, 2, 3"
+        )
+    ).all()
+    by_decision: dict[tuple[str, str], int] = {}
+    for task, decision, sampled, count in rows:
+        by_decision[(task, decision)] = by_decision.get((task, decision), 0) + count
+        if sampled:
+            acc = qa.setdefault(task, [0, 0])
+            acc[0] += count if decision == "approved" else 0
+            acc[1] += count
+    for (task, decision), count in sorted(by_decision.items()):
+        outcomes.add_metric([task, decision], count)
+    for task, (approved, n) in sorted(qa.items()):
+        estimate = precision_estimate(approved, n)
+        precision.add_metric([task], estimate["precision"])
+        low.add_metric([task], estimate["low"])
+        high.add_metric([task], estimate["high"])
+        sample.add_metric([task], n)
+    yield outcomes
+    yield precision
+    yield low
+    yield high
+    yield sample
 
 
 def _alerts(conn: sa.Connection, settings: Settings) -> Metric:

@@ -52,6 +52,9 @@ class JobStatus(enum.StrEnum):
     failed = "failed"
     cancelled = "cancelled"
     expired = "expired"
+    reviewed = "reviewed"
+    """A person decided on a ``needs_review`` job (or a QA-sampled ``succeeded`` one): the
+    review record (``reviews``) holds the decision and the answer."""
 
     @property
     def terminal(self) -> bool:
@@ -175,6 +178,13 @@ class Job(SQLModel, table=True):
     """Tombstone: when a caller deleted it (``DELETE /v1/jobs/{id}``)."""
     deleted_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
     """Tombstone: the API key id that deleted it."""
+    qa_sampled: bool = Field(
+        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
+    """Picked, when it ended ``succeeded``, for QA review (the task's ``qa_sample_rate``)."""
+    review_locked_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """The reviewer holding the review lock (a soft lock: ``review_lock_expires_at``)."""
+    review_lock_expires_at: datetime | None = _ts()
 
 
 class Candidate(SQLModel, table=True):
@@ -364,4 +374,60 @@ class AuditEvent(SQLModel, table=True):
     """What else the action named: a key id, a delivery id, a webhook endpoint id."""
     address: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
     """The client's address as the API saw it."""
+    created_at: datetime = _created()
+
+
+class Reviewer(SQLModel, table=True):
+    """A person who reviews a tenant's jobs in the workspace; signs in with email and password
+    (argon2 hash)."""
+
+    __tablename__ = "reviewers"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "email", name="uq_reviewers_tenant_email"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True)
+    email: str = Field(sa_column=sa.Column(sa.String(320), nullable=False))
+    password_hash: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
+    created_at: datetime = _created()
+    disabled_at: datetime | None = _ts()
+
+
+class ReviewDecision(enum.StrEnum):
+    approved = "approved"
+    """The selected answer, as it is."""
+    approved_candidate = "approved_candidate"
+    """Another candidate's answer, as it is."""
+    corrected = "corrected"
+    """An answer the reviewer edited."""
+    rejected = "rejected"
+    """No usable answer."""
+
+
+class Review(SQLModel, table=True):
+    """A person's decision on a job. Content columns (answers, diff, reason, verdicts) are
+    blanked with the job's content by retention."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (sa.Index("ix_reviews_tenant_created", "tenant_id", "created_at"),)
+    id: str = Field(default_factory=new_id, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True)
+    tenant_id: str = Field(foreign_key="tenants.id")
+    reviewer_id: str | None = Field(default=None, foreign_key="reviewers.id")
+    """The reviewer who decided in the workspace; None when an API key did."""
+    api_key_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    decision: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    candidate_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """The candidate approved (``approved``, ``approved_candidate``)."""
+    answer_before: dict[str, Any] | None = _json()
+    """The machine's selected answer."""
+    answer_after: dict[str, Any] | None = _json()
+    """The answer the decision stands for; None for ``rejected``."""
+    diff: list[dict[str, Any]] | None = _json()
+    """Field-level changes: ``{"path", "before", "after"}`` each."""
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    verdicts: list[dict[str, Any]] | None = _json()
+    """The deterministic verifiers' verdicts on ``answer_after``."""
+    was_sampled: bool = False
+    """The job was a QA-sampled ``succeeded`` job (counts toward the precision estimate)."""
+    seconds_to_review: float | None = None
+    """From the reviewer's lock being claimed (or the job's end) to the decision."""
     created_at: datetime = _created()

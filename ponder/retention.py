@@ -5,7 +5,8 @@ Purging blanks content and keeps the rows: ids, statuses, timestamps, token coun
 verifier names and pass/fail stay, so metrics (computed from these rows) never drop and the
 audit keeps its references. Content is: the document, metadata and result of a job; the text
 and parsed output of its candidates; its verdicts' findings; its trace events' data; its
-notifications' payloads and e-mail addresses; a batch's metadata, e-mail, rejected-file list
+notifications' payloads and e-mail addresses; its reviews' answers, diff, reason and verdicts;
+a batch's metadata, e-mail, rejected-file list
 and inbox file names. A legal hold on a job or its batch exempts it from both."""
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ponder.models import (
     Job,
     JobStatus,
     Notification,
+    Review,
     Tenant,
     TraceEvent,
     Verdict,
@@ -72,6 +74,19 @@ def _purge_jobs(session: Session, job_ids: Sequence[str], now: datetime) -> None
     )
     session.execute(
         sa.update(TraceEvent).where(col(TraceEvent.job_id).in_(job_ids)).values(data=EMPTY_JSON)
+    )
+    # A review's decision, reviewer and times stay (statistics and the audit); what it says
+    # about the document goes.
+    session.execute(
+        sa.update(Review)
+        .where(col(Review.job_id).in_(job_ids))
+        .values(
+            answer_before=sa.null(),
+            answer_after=sa.null(),
+            diff=sa.null(),
+            reason=sa.null(),
+            verdicts=sa.null(),
+        )
     )
     _purge_notifications(session, col(Notification.job_id).in_(job_ids))
 

@@ -53,7 +53,8 @@ from ponder.dbadmin import migrate, recreate_database  # noqa: E402
 from ponder.tenants import issue_key  # noqa: E402
 
 TABLES = (
-    "delivery_attempts, notifications, trace_events, verdicts, candidates, jobs, inbox_files, "
+    "reviews, reviewers, delivery_attempts, notifications, trace_events, verdicts, candidates, "
+    "jobs, inbox_files, "
     "batches, webhook_endpoints, api_keys, tenants"
 )
 """Emptied before each test. Not ``audit_events``: it is append-only (its trigger refuses

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
 from ponder.jobs import finish
-from ponder.models import Candidate, Job, JobStatus, TraceEvent, Verdict
+from ponder.models import Candidate, Job, JobStatus, Review, TraceEvent, Verdict
 
 HOOK = "http://127.0.0.1:9/hook"  # on the test allowlist; nothing listens
 TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb", "ARRAY")
@@ -41,7 +41,8 @@ def submit(api: Any, headers: dict[str, str], mark: str, **extra: Any) -> str:
 
 def end_with_content(job_id: str, mark: str) -> None:
     """End the job as a run would: candidates, a verdict, trace events, tokens, the result,
-    and the notifications the end writes; every piece of content holds ``mark``."""
+    and the notifications the end writes; then a person's review of it. Every piece of
+    content holds ``mark``."""
     with session_scope() as session:
         job = session.get(Job, job_id, with_for_update=True)
         assert job is not None
@@ -80,6 +81,19 @@ def end_with_content(job_id: str, mark: str) -> None:
             settings=get_settings(),
             result={"output": {"medications": [mark]}, "summary": mark},
             selected_candidate_id=candidate.id,
+        )
+        # A person's review of it: the answers, the diff, the reason and the verdicts.
+        session.add(
+            Review(
+                job_id=job_id,
+                tenant_id=job.tenant_id,
+                decision="corrected",
+                answer_before={"medications": [mark]},
+                answer_after={"medications": [f"{mark} 81 mg"]},
+                diff=[{"path": "medications.0", "before": mark, "after": f"{mark} 81 mg"}],
+                reason=f"the note says {mark}",
+                verdicts=[{"verifier": "schema", "passed": True, "findings": [mark]}],
+            )
         )
 
 

@@ -1,7 +1,8 @@
 """Email when a job or a batch ends: a short summary, counts and links, never document content.
 
 Templates (text and HTML): ``email/job_succeeded``, ``email/job_needs_review``,
-``email/job_failed`` (also cancelled and expired jobs) and ``email/batch_report``."""
+``email/job_failed`` (also cancelled and expired jobs), ``email/job_reviewed`` and
+``email/batch_report``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ STATUS_LABELS = {
     "failed": "failed",
     "cancelled": "was cancelled",
     "expired": "expired",
+    "reviewed": "was reviewed",
 }
 JOB_TEMPLATES = {
     "succeeded": "job_succeeded",
@@ -29,6 +31,7 @@ JOB_TEMPLATES = {
     "failed": "job_failed",
     "cancelled": "job_failed",
     "expired": "job_failed",
+    "reviewed": "job_reviewed",
 }
 BATCH_LABELS = {
     "succeeded": "succeeded",
@@ -56,6 +59,7 @@ def job_context(data: Mapping[str, Any]) -> dict[str, Any]:
         "failing_checks": data["failing_checks"],
         "tokens": data["tokens"]["prompt"] + data["tokens"]["completion"],
         "cost": None,
+        "review": data.get("review"),
     }
 
 

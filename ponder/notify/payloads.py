@@ -32,9 +32,17 @@ def job_payload(job: Job, settings: Settings, *, include_content: bool = False) 
         "metadata": job.metadata_ or {},
         "links": {"job": f"{base}/v1/jobs/{job.id}", "trace": f"{base}/v1/jobs/{job.id}/trace"},
     }
+    review = result.get("review")
+    if isinstance(review, dict):  # a person decided: say what, never the reason (content)
+        data["review"] = {
+            "decision": review["decision"],
+            "at": review["at"],
+            "provenance": review["provenance"],
+        }
+        data["summary"] = f"reviewed by a person: {review['decision'].replace('_', ' ')}"
     if include_content:
         data["document"] = job.document
-        data["output"] = result.get("output")
+        data["output"] = review.get("answer") if isinstance(review, dict) else result.get("output")
     return {"type": f"job.{job.status}", "timestamp": utcnow().isoformat(), "data": data}
 
 

@@ -128,7 +128,8 @@ def test_counts_and_timestamps_follow_the_items(api, tenant, isolated_broker):
     end_item(ids[2], JobStatus.failed, error="engine refused: too long")
     batch = api.get(f"/v1/batches/{batch_id}", headers=tenant.headers).json()
     assert batch["counts"] == {"queued": 1, "running": 1, "succeeded": 1, "needs_review": 0,
-                               "failed": 1, "cancelled": 0, "expired": 0}  # fmt: skip
+                               "failed": 1, "cancelled": 0, "expired": 0,
+                               "reviewed": 0}  # fmt: skip
     assert batch["status"] == "running" and batch["started_at"] and not batch["finished_at"]
 
 

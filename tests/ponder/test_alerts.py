@@ -55,6 +55,13 @@ def test_needs_review_rate_above_the_threshold_fires(tenant):
     assert [a.kind for a in alerts] == ["needs_review_rate"]
 
 
+def test_reviewing_flagged_jobs_does_not_lower_the_needs_review_rate(tenant):
+    # Reviewed jobs that were not QA samples ended needs_review before a person resolved them.
+    add_jobs(tenant.tenant_id, cost=0.001, count=5, status="reviewed")
+    alerts = run_check(settings_with(max_needs_review_rate=0.5))
+    assert [a.kind for a in alerts] == ["needs_review_rate"]
+
+
 def test_raised_alerts_are_logged_and_mailed_to_the_operator(tenant, smtp_server, caplog):
     add_jobs(tenant.tenant_id, cost=0.05)
     settings = settings_with(operator_email="oncall@example.org")

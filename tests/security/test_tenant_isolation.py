@@ -29,6 +29,8 @@ LISTS = {
     ("GET", "/v1/webhooks"),
     ("GET", "/v1/keys"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/reviews"),
+    ("GET", "/v1/reviews/stats"),
     # Totals over all tenants for an admin key or the scrape token: no id or tenant in them.
     ("GET", "/metrics"),
 }
