@@ -1,4 +1,4 @@
-# Quick start: `make demo` and `make test`. Everything else is installed by these targets.
+# Quick start: `make demo`, `make review` and `make test`. Everything else is installed by these targets.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ PONDER := $(VENV)/bin/ponder
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS := 1
 
-.PHONY: install model migrate demo test lint
+.PHONY: install model migrate demo review browser test lint
 
 install: $(STAMP) model
 
@@ -29,10 +29,20 @@ migrate: install
 demo: install migrate
 	$(PONDER) demo
 
+# The review workspace on the demo's database, with a reviewer of the demo tenant (printed).
+review: install migrate
+	$(PY) -m api.review_web.launch
+
+# The browser test (tests/e2e/test_review_browser.py) drives Debian's Chromium; never a
+# downloaded browser.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+
 # The suite runs as two pytest processes side by side, each with its own database and Redis
 # databases: the fault scenarios (mostly waiting on timeouts, restarts and kills) and the rest.
 # The fault half's output is printed when both have ended; the exit status fails if either did.
-test: install migrate
+test: install migrate browser
 	@faults_log=$$(mktemp); \
 	PONDER_TEST_DATABASE=ponder_test_faults PONDER_TEST_REDIS_BASE=8 \
 	  $(VENV)/bin/pytest -m faults -p no:cacheprovider > "$$faults_log" 2>&1 & faults_pid=$$!; \

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.body_limit import BodyLimit
 from api.deps import refuse_nul_in_url
 from api.errors import error_response
+from api.review_web import router as review_web_router
 from api.routes import (
     audit,
     batches,
@@ -19,6 +20,7 @@ from api.routes import (
     keys,
     lifecycle,
     metrics,
+    reviews,
     webhooks,
 )
 from api.scopes import authorize
@@ -46,6 +48,9 @@ def create_app() -> FastAPI:
     app.include_router(lifecycle.router, dependencies=scoped)
     app.include_router(keys.router, dependencies=scoped)
     app.include_router(audit.router, dependencies=scoped)
+    app.include_router(reviews.router, dependencies=scoped)
+    # The review workspace's pages: reviewer sessions (cookies), not API keys.
+    app.include_router(review_web_router)
 
     @app.exception_handler(PonderError)
     async def _ponder_error(request: Request, exc: PonderError) -> JSONResponse:

@@ -81,6 +81,7 @@ def run_demo(*, n: int = 4, timeout_s: float = 900.0) -> int:
         ok = _report_notifications(receiver, smtp, secret, job_ids)
         all_ended = all(j["status"] in TERMINAL for j in jobs)
         print(f"\ntotal wall time {time.monotonic() - started:.1f}s")
+        print("next: `make review` opens the review workspace on these jobs (URL and sign-in)")
         return 0 if all_ended and ok else 1
     finally:
         stop(worker)
