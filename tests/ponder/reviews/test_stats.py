@@ -60,3 +60,18 @@ def test_qa_precision_and_its_wilson_interval_match_a_hand_computation(
     assert stats["outcomes"]["approved"] == APPROVED + 1
     assert stats["outcomes"]["corrected"] == CORRECTED
     assert stats["failing_on_approved"] == {"completeness": 1}
+
+
+def test_the_stats_page_shows_the_same_precision_and_interval(
+    api, tenant, isolated_broker, qa_rate
+):
+    from tests.api.test_review_web import reviewer, sign_in
+
+    qa_rate(1.0)
+    reviewed_qa_sample(tenant.tenant_id)
+    reviewer("tenant-a", "qa@example.org")
+    assert sign_in(api, "qa@example.org").status_code == 303
+    page = api.get("/review/stats").text
+    p, low, high = hand_wilson(APPROVED, APPROVED + CORRECTED)
+    shown = f"precision {p:.3f}, 95 % interval [{low:.3f}, {high:.3f}], n = {APPROVED + CORRECTED}"
+    assert shown in page
