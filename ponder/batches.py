@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from ponder import job_state
 from ponder.batch_input import check_upload, iter_lines, parse_line
 from ponder.batch_state import FAILED, close_batch_if_ended, count_items, derive_status
 from ponder.config import Settings
@@ -213,10 +214,10 @@ def cancel_batch(*, session: Session, tenant: Tenant, batch_id: str, settings: S
         raise Conflict(f"batch {batch.id} already ended; nothing to cancel")
     now = utcnow()
     session.execute(
-        sa.update(Job)
-        .where(col(Job.batch_id) == batch.id, col(Job.status) == JobStatus.queued.value)
-        .values(
-            status=JobStatus.cancelled.value,
+        job_state.bulk_move(
+            col(Job.batch_id) == batch.id,
+            col(Job.status) == JobStatus.queued.value,
+            to=JobStatus.cancelled,
             finished_at=now,
             error="cancelled with its batch before it started",
         )
@@ -239,15 +240,12 @@ def retry_failed(*, session: Session, tenant: Tenant, batch_id: str) -> tuple[Ba
             f"batch {batch.id} is still running; retry its failed items once it has ended"
         )
     retried = session.execute(
-        sa.update(Job)
-        # A purged item's document is gone: running it again would answer an empty note.
-        .where(
+        job_state.bulk_move(
             col(Job.batch_id) == batch.id,
             col(Job.status).in_(FAILED),
+            # A purged item's document is gone: running it again would answer an empty note.
             col(Job.purged_at).is_(None),
-        )
-        .values(
-            status=JobStatus.queued.value,
+            to=JobStatus.queued,
             attempts=0,  # the retry gets the full attempt budget again
             error=None,
             result=None,
@@ -258,8 +256,7 @@ def retry_failed(*, session: Session, tenant: Tenant, batch_id: str) -> tuple[Ba
             lease_owner=None,
             lease_expires_at=None,
             enqueued_at=utcnow(),
-        )
-        .returning(col(Job.id))
+        ).returning(col(Job.id))
     ).all()
     if not retried:
         raise Conflict(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from ponder import job_state
 from ponder.batch_state import close_batch_if_ended
 from ponder.config import Settings
 from ponder.db import after_commit
@@ -251,9 +252,7 @@ def list_jobs(
     query = select(Job).where(Job.tenant_id == tenant.id)
     if status:
         if status not in {s.value for s in JobStatus}:
-            raise InvalidRequest(
-                f"unknown status; valid: {', '.join(s.value for s in JobStatus)}"
-            )
+            raise InvalidRequest(f"unknown status; valid: {', '.join(s.value for s in JobStatus)}")
         query = query.where(Job.status == status)
     if task:
         query = query.where(Job.task == task)
@@ -268,11 +267,8 @@ def cancel(*, session: Session, tenant: Tenant, job_id: str, settings: Settings)
     if JobStatus(job.status).terminal:
         raise Conflict(f"job {job.id} already ended with status {job.status}")
     if job.status == JobStatus.queued:
-        job.status = JobStatus.cancelled.value
-        job.finished_at = utcnow()
-        job.error = "cancelled by the caller before it started"
-        session.add(job)
-        _after_end(session, job, settings)
+        _end(session, job, JobStatus.cancelled,
+             error="cancelled by the caller before it started", settings=settings)  # fmt: skip
     else:
         job.cancel_requested = True
     session.add(job)
@@ -296,22 +292,18 @@ def claim(*, session: Session, job_id: str, owner: str, settings: Settings) -> C
     """Take the job's lease in one conditional UPDATE, so two runs can never both hold it."""
     ttl = timedelta(seconds=settings.worker.lease_ttl_s)
     row = session.execute(
-        sa.update(Job)
-        .where(
+        # From queued, or from running whose lease expired (job_state.TRANSITIONS).
+        job_state.bulk_move(
             col(Job.id) == job_id,
-            col(Job.status).in_([JobStatus.queued.value, JobStatus.running.value]),
             col(Job.attempts) < settings.worker.max_attempts,
             sa.or_(col(Job.lease_expires_at).is_(None), col(Job.lease_expires_at) < sa.func.now()),
-        )
-        .values(
-            status=JobStatus.running.value,
+            to=JobStatus.running,
             attempts=Job.attempts + 1,
             lease_owner=owner,
             lease_token=Job.lease_token + 1,
             lease_expires_at=sa.func.now() + ttl,
             started_at=sa.func.coalesce(Job.started_at, sa.func.now()),
-        )
-        .returning(col(Job.lease_token), col(Job.attempts))
+        ).returning(col(Job.lease_token), col(Job.attempts))
     ).first()
     if row is not None:
         return Claim("claimed", token=row[0], attempt=row[1])
@@ -440,7 +432,7 @@ def finish(
 
 def release_for_retry(*, session: Session, job: Job, reason: str) -> None:
     """Give the job back to the queue after a transient failure (engine unavailable)."""
-    job.status = JobStatus.queued.value
+    job_state.move(job, JobStatus.queued)
     job.lease_owner = None
     job.lease_expires_at = None
     job.error = reason
@@ -451,7 +443,7 @@ def release_for_retry(*, session: Session, job: Job, reason: str) -> None:
 def _end(
     session: Session, job: Job, status: JobStatus, *, error: str | None, settings: Settings
 ) -> None:
-    job.status = status.value
+    job_state.move(job, status)
     job.error = error
     job.finished_at = utcnow()
     if status == JobStatus.succeeded:

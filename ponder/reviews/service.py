@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from ponder import audit
+from ponder import audit, job_state
 from ponder.audit import Actor
 from ponder.config import Settings, get_settings
 from ponder.errors import Conflict, InvalidRequest, NotFound
@@ -504,7 +504,7 @@ def decide(
         "review_id": review.id,
     }
     job.result = result
-    job.status = JobStatus.reviewed.value
+    job_state.move(job, JobStatus.reviewed)
     job.review_locked_by = None
     job.review_lock_expires_at = None
     session.add(job)
