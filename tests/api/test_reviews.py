@@ -175,3 +175,39 @@ def test_another_tenants_job_is_404_and_absent_from_its_queue_and_stats(
     assert api.get("/v1/reviews", headers=other).json()["items"] == []
     assert api.get("/v1/reviews/stats", headers=other).json() == {}
     assert api.get("/v1/reviews/stats", headers=tenant.headers).json() != {}
+
+
+def test_a_reviewed_batch_item_shows_in_the_batch_counts_and_results(
+    api, tenant, isolated_broker
+):
+    import json
+
+    from tests.ponder.reviews.jobs import NOTE
+
+    line = {"custom_id": "note-1", "task": "medrec_extraction", "document": NOTE,
+            "strategy": "single"}  # fmt: skip
+    created = api.post(
+        "/v1/batches",
+        files={"file": ("items.jsonl", json.dumps(line).encode() + b"\n")},
+        headers=tenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    batch_id = created.json()["id"]
+    result = {"output": INCOMPLETE, "failing_checks": [], "summary": "test"}
+    with get_engine().begin() as conn:  # the item ended needs_review, as a run ends it
+        conn.execute(
+            sa.text("update jobs set status = 'needs_review', finished_at = now(), "
+                    "result = cast(:r as jsonb) where batch_id = :b"),
+            {"r": json.dumps(result), "b": batch_id},
+        )  # fmt: skip
+    (job_id,) = _row("select id from jobs where batch_id = :b", b=batch_id)
+    decided = api.post(f"/v1/jobs/{job_id}/review", json={"decision": "corrected",
+                       "answer": GOOD}, headers=tenant.headers)  # fmt: skip
+    assert decided.status_code == 201, decided.text
+    batch = api.get(f"/v1/batches/{batch_id}", headers=tenant.headers).json()
+    assert batch["counts"]["reviewed"] == 1 and batch["counts"]["needs_review"] == 0
+    results = api.get(f"/v1/batches/{batch_id}/results?partial=true", headers=tenant.headers)
+    (item,) = [json.loads(x) for x in results.text.splitlines() if x.strip()]
+    assert item["custom_id"] == "note-1" and item["status"] == "reviewed"
+    assert item["result"]["review"]["answer"] == GOOD
+    assert item["result"]["review"]["provenance"] == "human_reviewed"
