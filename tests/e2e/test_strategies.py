@@ -143,7 +143,10 @@ def test_beam_trace_shows_expansions_with_scores(finished):
     beam_steps = steps_of(trace, "beam_step")
     assert beam_steps and len(beam_steps) <= 2
     first = beam_steps[0]["expansions"]
-    assert len(first) == 2
+    # Two expansions were asked for; a step the model repeats word for word is dropped (one
+    # chain, not two), so one or two remain, all distinct.
+    assert 1 <= len(first) <= 2
+    assert len({e["text"] for e in first}) == len(first)
     assert all(0.0 <= e["score"] <= 1.0 for e in first)
     assert sum(e["kept"] for e in first) <= 2
 
