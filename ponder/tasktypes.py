@@ -6,10 +6,18 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from annotated_types import MaxLen
 from pydantic import BaseModel
 
 from ponder.prompts import render, template_version
 from ponder.verify import VerifierSpec
+
+
+def list_limit(model: type[BaseModel], field: str) -> int | None:
+    """The most items the schema allows in ``model``'s list ``field`` (its ``max_length``):
+    checks and gold builders read the bound from the schema instead of repeating it."""
+    metadata = model.model_fields[field].metadata
+    return next((m.max_length for m in metadata if isinstance(m, MaxLen)), None)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from annotated_types import MaxLen
-
 from ponder.prompts import render
+from ponder.tasktypes import list_limit
 from ponder.verify import AskYesNo, CheckResult
 from tasks.contract_coverage import RELIABLE_CUES, cued_categories
 from tasks.contract_taxonomy import CATEGORIES
@@ -227,8 +226,7 @@ def check_category_fit(output: ContractReview, document: str) -> CheckResult:
 
 
 def _max_findings(output: ContractReview) -> int | None:
-    field = type(output).model_fields["findings"]
-    return next((m.max_length for m in field.metadata if isinstance(m, MaxLen)), None)
+    return list_limit(type(output), "findings")
 
 
 def check_full_coverage(output: ContractReview, document: str) -> CheckResult:

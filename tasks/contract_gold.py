@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ponder.evaluation.loaders import DEFAULT_CUAD_CHARS, ClauseSpan, cuad_document, cuad_rows
 from ponder.evaluation.mutation import GoldCase, Mutant, MutationSuite, Skipped
+from ponder.tasktypes import list_limit
 from tasks.contract_checks import SHORT_CATEGORIES, has_substance
 from tasks.contract_coverage import CUES, RELIABLE_CUES, cued_categories
 from tasks.contract_review import ContractReview, Finding, FullContractReview
@@ -21,9 +22,6 @@ from tasks.locate import fold, locate
 
 MAX_QUOTE_CHARS = 300
 """The schema's bound on a quote; a longer clause is quoted by its first words."""
-MAX_FINDINGS = {"contract_review": 8, "contract_review_full": 12}
-"""The schemas' bounds on findings: a contract with more categories keeps the first in
-taxonomy order, and its gold answer is at the limit (see ``check_completeness``)."""
 CLASSES = ("omit_item", "invented_item", "swapped_category", "truncated_quote")
 TRUNCATE_MIN_WORDS = 8
 TRUNCATE_TO_WORDS = 3
@@ -86,7 +84,9 @@ def contract_gold_cases(
 ) -> Iterator[GoldCase | Skipped]:
     """One gold review per contract: the document the eval loader builds, and for each
     category present the first of its spans, with its offsets in that document."""
-    limit = MAX_FINDINGS[task]
+    # A contract with more categories than the schema allows keeps the first in taxonomy
+    # order, and its gold answer is at the limit (see ``check_completeness``).
+    limit = _limit_of(FullContractReview if task == "contract_review_full" else ContractReview)
     for line, row, spans in cuad_rows(dataset):
         name = row.get("Filename") or f"line-{line}"
         document, clauses = cuad_document(dataset, line, row, spans, max_chars)
@@ -228,9 +228,13 @@ def _invented(case: GoldCase, findings: list[Finding], rng: random.Random) -> Mu
 
 
 def _limit(answer: Review) -> int:
-    return MAX_FINDINGS[
-        "contract_review_full" if isinstance(answer, FullContractReview) else "contract_review"
-    ]
+    return _limit_of(type(answer))
+
+
+def _limit_of(model: type[Review]) -> int:
+    limit = list_limit(model, "findings")
+    assert limit is not None  # the schema bounds its findings
+    return limit
 
 
 def _replace(findings: list[Finding], i: int, finding: Finding) -> list[Finding]:

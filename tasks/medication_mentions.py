@@ -4,10 +4,11 @@ laboratory analyte ("potassium 4.6 mmol/L", "recheck creatinine and potassium").
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
-from tasks.drug_lexicon import Lexicon, load_lexicon
+from tasks.drug_lexicon import load_lexicon
 from tasks.locate import FoldedText
 
 _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -37,9 +38,11 @@ class Mention:
     """Offsets in the original note."""
 
 
-def medication_mentions(document: str, lexicon: Lexicon | None = None) -> list[Mention]:
-    """Every mention of a known drug, in document order; one per occurrence."""
-    lexicon = lexicon or load_lexicon()
+@functools.lru_cache(maxsize=64)
+def medication_mentions(document: str) -> tuple[Mention, ...]:
+    """Every mention of a known drug, in document order; one per occurrence. Cached: every
+    candidate of a job is checked against the same note."""
+    lexicon = load_lexicon()
     folded = FoldedText(document)
     text = folded.text
     taken: list[tuple[int, int, str]] = []
@@ -56,13 +59,13 @@ def medication_mentions(document: str, lexicon: Lexicon | None = None) -> list[M
         )
         if generic is not None:
             taken.append((start, end, generic))
-    mentions = []
+    mentions: list[Mention] = []
     for start, end, generic in sorted(taken):
         if _names_an_analyte(text, start, end):
             continue
         o_start, o_end = folded.original_span(start, end)
         mentions.append(Mention(generic, document[o_start:o_end], o_start, o_end))
-    return mentions
+    return tuple(mentions)
 
 
 def _names_an_analyte(text: str, start: int, end: int) -> bool:

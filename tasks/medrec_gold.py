@@ -19,6 +19,7 @@ from typing import Any, get_args
 
 from ponder.evaluation.loaders import DatasetError
 from ponder.evaluation.mutation import GoldCase, Mutant, MutationSuite, Skipped
+from ponder.tasktypes import list_limit
 from tasks.dose import doses_in
 from tasks.drug_lexicon import find_drug, load_lexicon
 from tasks.grounding import normalise_text, occurs_as_words
@@ -73,8 +74,9 @@ def _case(case_id: str, turns: list[tuple[int, str]], orders: list[Any]) -> Gold
 
 
 def _max_items() -> int:
-    field = MedicationList.model_fields["medications"]
-    return next(m.max_length for m in field.metadata if hasattr(m, "max_length"))
+    limit = list_limit(MedicationList, "medications")
+    assert limit is not None  # the schema bounds the list
+    return limit
 
 
 def _gold_item(
