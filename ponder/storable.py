@@ -11,22 +11,11 @@ from pydantic import BaseModel, model_validator
 
 from ponder.validation import NUL, check_fields
 
-__all__ = ["NUL", "StorableInput", "holds_nul", "storable", "storable_text"]
+__all__ = ["NUL", "StorableInput", "storable", "storable_text"]
 
 NUL_STAND_IN = "\u2400"
 """SYMBOL FOR NULL: shows where a NUL was, in text PostgreSQL can store."""
 SURROGATE_STAND_IN = "\ufffd"
-
-
-def holds_nul(value: Any) -> bool:
-    """Whether any string in ``value`` (nested keys and values included) holds a NUL."""
-    if isinstance(value, str):
-        return NUL in value
-    if isinstance(value, dict):
-        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(holds_nul(v) for v in value)
-    return False
 
 
 class StorableInput(BaseModel):
