@@ -69,8 +69,9 @@ def check_value(name: str, value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) ->
 def check_fields(data: dict[Any, Any], *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
     """``check_value`` for every field of a request object, and its field names."""
     for key, value in data.items():
-        if isinstance(key, str) and _text_problem(key):
-            raise InvalidInput(f"a field name holds {_text_problem(key)}")
+        problem = _text_problem(key) if isinstance(key, str) else None
+        if problem:
+            raise InvalidInput(f"a field name holds {problem}")
         check_value(str(key), value, max_depth=max_depth)
 
 

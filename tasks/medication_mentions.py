@@ -38,10 +38,11 @@ class Mention:
     """Offsets in the original note."""
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def medication_mentions(document: str) -> tuple[Mention, ...]:
     """Every mention of a known drug, in document order; one per occurrence. Cached: every
-    candidate of a job is checked against the same note."""
+    candidate of a job is checked against the same note (and each item's evidence by three
+    checks); 256 entries hold the notes of the jobs in flight with their evidence quotes."""
     lexicon = load_lexicon()
     folded = FoldedText(document)
     text = folded.text
