@@ -92,9 +92,9 @@ def main() -> None:
     import uvicorn
 
     from api.main import app
+    from ponder.cli.dbadmin import create_database, migrate
+    from ponder.cli.devservers import free_port
     from ponder.db import session_scope
-    from ponder.dbadmin import create_database, migrate
-    from ponder.devservers import free_port
     from ponder.tenants import issue_key
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:

@@ -65,7 +65,7 @@ def document(i: int) -> str:
 def reset_database() -> None:
     import redis
 
-    from ponder.dbadmin import migrate, recreate_database
+    from ponder.cli.dbadmin import migrate, recreate_database
 
     recreate_database(SOAK_DB)
     migrate()
@@ -83,7 +83,7 @@ class Fleet:
         self.starts = 0
 
     def start(self, slot: int) -> None:
-        from ponder.localrun import start_worker
+        from ponder.cli.localrun import start_worker
 
         log = open(self.logdir / f"worker-{slot}-{self.starts}.log", "wb")  # noqa: SIM115
         self.logs.append(log)
@@ -122,7 +122,7 @@ class Fleet:
                 self.start(slot)
 
     def stop(self) -> None:
-        from ponder.localrun import stop
+        from ponder.cli.localrun import stop
 
         for proc in self.slots:
             if proc is not None:
@@ -203,9 +203,9 @@ def main() -> int:
 
     import httpx
 
+    from ponder.cli.devservers import WebhookReceiver, free_port
+    from ponder.cli.localrun import child_env, start_api, stop, wait_ready
     from ponder.db import session_scope
-    from ponder.devservers import WebhookReceiver, free_port
-    from ponder.localrun import child_env, start_api, stop, wait_ready
     from ponder.tenants import issue_key
 
     reset_database()

@@ -52,9 +52,9 @@ def main() -> None:
 
     import httpx
 
+    from ponder.cli.devservers import free_port
+    from ponder.cli.localrun import start_api, start_worker, stop, wait_ready
     from ponder.db import session_scope
-    from ponder.devservers import free_port
-    from ponder.localrun import start_api, start_worker, stop, wait_ready
     from ponder.tenants import issue_key
 
     reset_database()

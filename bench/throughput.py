@@ -55,7 +55,7 @@ def documents(count: int) -> list[str]:
 
 
 def reset_database() -> None:
-    from ponder.dbadmin import migrate, recreate_database
+    from ponder.cli.dbadmin import migrate, recreate_database
 
     recreate_database(BENCH_DB)
     migrate()
@@ -122,8 +122,8 @@ async def _submit_load(
 def bench_submit(args: argparse.Namespace, key: str, logdir: Path) -> dict[str, float]:
     import redis
 
-    from ponder.devservers import free_port
-    from ponder.localrun import start_api, stop, wait_ready
+    from ponder.cli.devservers import free_port
+    from ponder.cli.localrun import start_api, stop, wait_ready
 
     port = free_port()
     log = open(logdir / "api-submit.log", "wb")  # noqa: SIM115
@@ -237,9 +237,9 @@ def bench_queued(args: argparse.Namespace, docs: list[str], key: str, logdir: Pa
     import httpx
     import sqlalchemy as sa
 
+    from ponder.cli.devservers import free_port
+    from ponder.cli.localrun import start_api, start_worker, stop, wait_ready
     from ponder.db import get_engine
-    from ponder.devservers import free_port
-    from ponder.localrun import start_api, start_worker, stop, wait_ready
 
     env = {
         "PONDER_LIMITS__MAX_TOKENS_PER_SAMPLE": str(args.max_tokens),

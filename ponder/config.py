@@ -210,7 +210,7 @@ class NightlyRunSettings(BaseModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from ponder.cron import parse_cron
+        from ponder.ops.cron import parse_cron
 
         parse_cron(value)  # raises ValueError naming the problem
         return value
@@ -248,7 +248,7 @@ class CostSettings(BaseModel):
 
 
 class AlertSettings(BaseModel):
-    """Cost and quality alerts (ponder/alerts.py), checked every ``every_s`` by beat."""
+    """Cost and quality alerts (ponder/ops/alerts.py), checked every ``every_s`` by beat."""
 
     every_s: int = 300
     window_s: int = 3600
@@ -264,7 +264,7 @@ class AlertSettings(BaseModel):
 
 
 class RetentionSettings(BaseModel):
-    """How long a job's content is kept after it ends (ponder/retention.py, run by beat)."""
+    """How long a job's content is kept after it ends (ponder/ops/retention.py, run by beat)."""
 
     default_days: int = Field(default=30, ge=0)
     """Days after a job ends before its document, result, candidates, trace contents and
@@ -309,7 +309,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     cache_dir: Path = Field(default_factory=default_cache_dir)
     knobs_file: Path | None = None
-    """TOML file of per-task defaults and tenant caps (see ponder/knobs.py); re-read on change."""
+    """TOML file of per-task defaults and tenant caps (ponder/jobs/knobs.py); re-read on change."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)

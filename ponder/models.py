@@ -73,8 +73,6 @@ class Scope(enum.StrEnum):
 ALL_SCOPES = tuple(s.value for s in Scope)
 
 
-
-
 class Tenant(SQLModel, table=True):
     __tablename__ = "tenants"
     id: str = Field(default_factory=new_id, primary_key=True)

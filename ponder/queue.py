@@ -13,7 +13,7 @@ from celery import Celery
 from kombu import Queue
 
 from ponder.config import Settings, get_settings
-from ponder.cron import parse_cron
+from ponder.ops.cron import parse_cron
 
 RUN_JOB = "ponder.run_job"
 DELIVER = "ponder.deliver_notification"

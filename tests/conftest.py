@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ponder.devservers import SmtpSink, WebhookReceiver, free_port
+from ponder.cli.devservers import SmtpSink, WebhookReceiver, free_port
 
 # Settings are read from the environment once; set them before anything imports them.
 TEST_DB = os.environ.get("PONDER_TEST_DATABASE", "ponder_test")
@@ -48,8 +48,8 @@ os.environ.update(
 )
 
 from ponder import config, queue  # noqa: E402
+from ponder.cli.dbadmin import migrate, recreate_database  # noqa: E402
 from ponder.db import get_engine, session_scope  # noqa: E402
-from ponder.dbadmin import migrate, recreate_database  # noqa: E402
 from ponder.tenants import issue_key  # noqa: E402
 
 TABLES = (
@@ -159,7 +159,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture(scope="session")
 def worker(database: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real Celery worker process with the real in-process vLLM engine on CPU."""
-    from ponder.localrun import start_worker, stop
+    from ponder.cli.localrun import start_worker, stop
 
     redis.Redis.from_url(WORKER_BROKER).flushdb()
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"

@@ -9,14 +9,17 @@ import threading
 
 from celery import Task
 
-from ponder import jobs
-from ponder.alerts import check_alerts, raise_alerts
-from ponder.batches import dispatch
+from ponder.batches.nightly import run_nightly
+from ponder.batches.service import dispatch
 from ponder.config import get_settings
 from ponder.db import get_engine as database_engine
 from ponder.db import session_scope
-from ponder.nightly import run_nightly
+from ponder.jobs import service as jobs
+from ponder.jobs.reconcile import reconcile
+from ponder.jobs.runner import run_job
 from ponder.notify.outbox import deliver
+from ponder.ops.alerts import check_alerts, raise_alerts
+from ponder.ops.retention import purge_all_expired
 from ponder.queue import (
     CHECK_ALERTS,
     DELIVER,
@@ -27,9 +30,6 @@ from ponder.queue import (
     RUN_JOB,
     send_run_job,
 )
-from ponder.reconcile import reconcile
-from ponder.retention import purge_all_expired
-from ponder.runner import run_job
 from worker.app import app
 from worker.engine import get_engine
 

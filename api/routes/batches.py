@@ -23,9 +23,10 @@ from api.schemas import (
     ErrorPublic,
 )
 from api.scopes import ActorDep
-from ponder import audit, batches
+from ponder import audit
 from ponder.audit import Actor
-from ponder.batch_results import iter_results
+from ponder.batches import service as batches
+from ponder.batches.results import iter_results
 from ponder.config import Settings
 from ponder.db import session_scope
 from ponder.errors import (

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 
 from api.deps import SessionDep, TenantDep
 from api.schemas import DeliveryAttemptPublic, DeliveryPublic, ErrorPublic
-from ponder import batches, jobs
+from ponder.batches import service as batches
+from ponder.jobs import service as jobs
 from ponder.models import DeliveryAttempt, Notification
 from ponder.notify import deliveries
 

@@ -13,13 +13,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.deps import SessionDep, SettingsDep, TenantDep
 from api.schemas import ErrorPublic, JobCreate, JobPage, JobPublic, Tokens, TracePublic
 from api.scopes import ActorDep
-from ponder import audit, jobs
+from ponder import audit
 from ponder.audit import Actor
 from ponder.config import Settings
 from ponder.db import session_scope
 from ponder.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from ponder.jobs import service as jobs
+from ponder.jobs.trace import read_trace
 from ponder.models import Job, Tenant
-from ponder.trace import read_trace
 from ponder.validation import InvalidInput, parse_json
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

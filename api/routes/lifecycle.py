@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from api.deps import PrincipalDep, SessionDep, SettingsDep, TenantDep
 from api.schemas import ErrorPublic
-from ponder import retention
 from ponder.models import Batch, Job
+from ponder.ops import retention
 
 router = APIRouter(tags=["retention"])
 

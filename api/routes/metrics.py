@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import SettingsDep, get_principal
 from api.scopes import require_scope
-from ponder.metrics import registry
 from ponder.models import Scope
+from ponder.ops.metrics import registry
 
 router = APIRouter(tags=["operations"])
 

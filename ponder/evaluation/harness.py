@@ -16,12 +16,12 @@ from typing import IO, Any
 
 from sqlmodel import Session, col, select
 
-from ponder import jobs
+from ponder.cli.localrun import start_worker, stop
 from ponder.config import Settings
 from ponder.db import after_commit, session_scope
 from ponder.errors import PonderError
 from ponder.evaluation.loaders import EvalItem
-from ponder.localrun import start_worker, stop
+from ponder.jobs import service as jobs
 from ponder.models import Job, JobStatus, Tenant, utcnow
 from ponder.queue import send_run_job
 from ponder.strategies import STRATEGIES

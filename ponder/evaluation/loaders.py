@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ponder.cli.localrun import ROOT
 from ponder.evaluation.scoring import gold_problem
-from ponder.localrun import ROOT
 
 FORMATS = ("jsonl", "simord", "cuad", "gsm8k")
 FORMAT_TASKS = {

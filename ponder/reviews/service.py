@@ -14,16 +14,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from ponder import audit, job_state
+from ponder import audit
 from ponder.audit import Actor
 from ponder.config import Settings, get_settings
 from ponder.errors import Conflict, InvalidRequest, NotFound
+from ponder.jobs import state as job_state
+from ponder.jobs.trace import read_trace
 from ponder.models import Candidate, Job, JobStatus, Review, ReviewDecision, Reviewer, utcnow
 from ponder.notify.outbox import enqueue_job_notifications
 from ponder.reviews.diff import field_diff
 from ponder.reviews.outcome import HUMAN_REVIEWED
 from ponder.tasktypes import TaskType
-from ponder.trace import read_trace
 from ponder.validation import InvalidInput, check_value
 from ponder.verify import SCHEMA_VERIFIER, verify_candidate
 from tasks.locate import FoldedText, locate

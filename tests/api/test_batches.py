@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ponder import jobs
-from ponder.batch_state import derive_status
-from ponder.batches import dispatch
+from ponder.batches.service import dispatch
+from ponder.batches.state import derive_status
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
+from ponder.jobs import service as jobs
 from ponder.models import Batch, JobStatus
 from tests.conftest import queued_messages
 

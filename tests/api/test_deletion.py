@@ -1,5 +1,5 @@
 """``DELETE /v1/jobs/{id}`` and ``/v1/batches/{id}``: content gone from every table at once, a
-tombstone left, idempotent; legal holds (api/routes/lifecycle.py, ponder/retention.py)."""
+tombstone left, idempotent; legal holds (api/routes/lifecycle.py, ponder/ops/retention.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
-from ponder.jobs import renew_lease
+from ponder.jobs.service import renew_lease
 from ponder.models import Job
 from tests.conftest import TenantKey
 from tests.content import canary, end_with_content, submit, where_found

@@ -177,9 +177,7 @@ def test_another_tenants_job_is_404_and_absent_from_its_queue_and_stats(
     assert api.get("/v1/reviews/stats", headers=tenant.headers).json() != {}
 
 
-def test_a_reviewed_batch_item_shows_in_the_batch_counts_and_results(
-    api, tenant, isolated_broker
-):
+def test_a_reviewed_batch_item_shows_in_the_batch_counts_and_results(api, tenant, isolated_broker):
     import json
 
     from tests.ponder.reviews.jobs import NOTE

@@ -61,7 +61,7 @@ def check_entry_point(command: list[str]) -> None:
     elif program == "ponder":
         scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
         assert "ponder" in scripts
-        from ponder.cli import app
+        from ponder.cli.commands import app
 
         result = CliRunner().invoke(app, [*[a for a in args if not a.startswith("-")], "--help"])
         assert result.exit_code == 0, (command, result.output)

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from ponder import config
+from ponder.cli.devservers import SmtpSink
 from ponder.db import get_engine
-from ponder.devservers import SmtpSink
 
 pytestmark = pytest.mark.e2e
 

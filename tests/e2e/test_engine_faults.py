@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from ponder import config, queue
-from ponder.devservers import free_port
+from ponder.cli.devservers import free_port
 from tests.conftest import SPARE_BROKER, wait_for_status
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def dead_engine_worker(
     database: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[object, str]]:
     """A worker whose remote engine is down, on a broker database of its own."""
-    from ponder.localrun import start_worker, stop
+    from ponder.cli.localrun import start_worker, stop
 
     redis.Redis.from_url(DEAD_ENGINE_BROKER).flushdb()
     base_url = f"http://127.0.0.1:{free_port()}/v1"

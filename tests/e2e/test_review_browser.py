@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
+from ponder.cli.devservers import free_port
 from ponder.db import get_engine, session_scope
-from ponder.devservers import free_port
 from ponder.reviews.accounts import create_reviewer
 from tests.conftest import wait_for_status
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ponder.devservers import WebhookReceiver, free_port
+from ponder.cli.devservers import WebhookReceiver, free_port
 from ponder.engines.base import EngineRequestError, EngineUnavailable, GenerationRequest
 from ponder.engines.openai import OpenAIEngine
 from tasks.medrec_extraction import TASK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from ponder.cli import app
+from ponder.cli.commands import app
 
 
 def run(*args: str):

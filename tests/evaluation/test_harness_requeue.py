@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ponder import jobs
 from ponder.config import get_settings
 from ponder.db import session_scope
 from ponder.evaluation.harness import _resend_stale
+from ponder.jobs import service as jobs
 from ponder.models import Job, Tenant, utcnow
 from tests.conftest import queued_messages
 

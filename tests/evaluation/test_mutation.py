@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from ponder.cli import app
+from ponder.cli.commands import app
 from ponder.evaluation.mutation import (
     GoldCase,
     Mutant,

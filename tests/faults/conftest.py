@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from ponder import config, queue
-from ponder.localrun import start_worker, stop
+from ponder.cli.localrun import start_worker, stop
 from tests.conftest import SPARE_BROKER
 
 FAULT_ENV = {

@@ -13,8 +13,8 @@ import redis
 import sqlalchemy as sa
 
 from ponder import config, queue
+from ponder.cli.devservers import free_port
 from ponder.db import get_engine
-from ponder.devservers import free_port
 from tests.faults.conftest import Workers
 from tests.faults.test_worker_faults import ENDED, job_row, reconcile_until
 

@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from ponder import config, queue
+from ponder.cli.dbadmin import create_database, migrate
+from ponder.cli.devservers import free_port
 from ponder.db import get_engine
-from ponder.dbadmin import create_database, migrate
-from ponder.devservers import free_port
 from tests.conftest import make_tenant, wait_for_status
 from tests.faults.test_worker_faults import (
     ENDED,

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
+from ponder.cli.devservers import WebhookReceiver, free_port
 from ponder.db import get_engine
-from ponder.devservers import WebhookReceiver, free_port
 from tests.faults.test_worker_faults import NOTE
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]

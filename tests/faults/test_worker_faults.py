@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
-from ponder.reconcile import reconcile
+from ponder.jobs.reconcile import reconcile
 from tests.conftest import wait_for_status
 from tests.faults.conftest import IN_PROCESS
 
@@ -137,7 +137,7 @@ def wait_running_attempt_or_resend(job_id: str, attempt: int, timeout_s: float =
 
 
 def test_sigterm_during_a_job_lets_it_finish_or_requeues_it(api, tenant, workers, webhook_receiver):
-    from ponder.localrun import stop
+    from ponder.cli.localrun import stop
 
     first = workers.start()
     job_id = submit(api, tenant, webhook_receiver, n=4)
@@ -152,10 +152,10 @@ def test_sigterm_during_a_job_lets_it_finish_or_requeues_it(api, tenant, workers
 
 
 def test_a_job_committed_but_never_enqueued_still_runs_once(api, tenant, workers, monkeypatch):
-    import ponder.jobs
+    import ponder.jobs.service
 
     # The crash: the row commits, the process dies before the broker hears of it.
-    monkeypatch.setattr(ponder.jobs, "send_run_job", lambda *a, **k: None)
+    monkeypatch.setattr(ponder.jobs.service, "send_run_job", lambda *a, **k: None)
     body = {"task": "medrec_extraction", "document": NOTE, "strategy": "single"}
     job_id = api.post("/v1/jobs", json=body, headers=tenant.headers).json()["id"]
     monkeypatch.undo()

@@ -10,8 +10,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from ponder.cli.devservers import free_port
 from ponder.config import NotifySettings
-from ponder.devservers import free_port
 from ponder.notify.email import render_batch_email, render_job_email, send_email
 
 

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
 from ponder import config, queue
+from ponder.cli.devservers import ReceivedRequest, WebhookReceiver
 from ponder.db import get_engine
-from ponder.devservers import ReceivedRequest, WebhookReceiver
 from tests.conftest import SPARE_BROKER
 
 NOTIFY_BROKER = SPARE_BROKER
@@ -27,7 +27,7 @@ JOB = {"task": "medrec_extraction", "document": "Aspirin 81 mg daily.", "strateg
 @pytest.fixture(scope="module")
 def notify_worker(database: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real Celery worker on the notify and default queues only: it never loads the engine."""
-    from ponder.localrun import start_worker, stop
+    from ponder.cli.localrun import start_worker, stop
 
     redis.Redis.from_url(NOTIFY_BROKER).flushdb()
     log_path = tmp_path_factory.mktemp("notify-worker") / "worker.log"

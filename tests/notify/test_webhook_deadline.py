@@ -17,9 +17,9 @@ import pytest
 import redis
 from sqlmodel import select
 
+from ponder.cli.devservers import WebhookReceiver
 from ponder.config import Settings, get_settings
 from ponder.db import session_scope
-from ponder.devservers import WebhookReceiver
 from ponder.models import DeliveryAttempt, Notification
 from ponder.notify import outbox
 from tests.conftest import ISOLATED_BROKER
@@ -127,7 +127,7 @@ def test_a_slow_receiver_costs_at_most_the_deadline_per_attempt(
 def io_worker(isolated_broker: redis.Redis, tmp_path: Path) -> Iterator[Path]:
     """A notify-only worker (it never loads the engine) with two threads, a 2 s deadline and
     one delivery in flight per receiver, on a broker no other worker listens on."""
-    from ponder.localrun import start_worker, stop
+    from ponder.cli.localrun import start_worker, stop
 
     log_path = tmp_path / "io-worker.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below

@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ponder.cli.devservers import free_port
 from ponder.db import DatabaseUnavailable, with_retries
-from ponder.devservers import free_port
 
 
 def unreachable() -> sa.Engine:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from ponder import config
+from ponder.cli.devservers import free_port
 from ponder.db import get_engine, session_scope
-from ponder.devservers import free_port
 from ponder.models import Job
 from tests.conftest import TenantKey
 
@@ -229,7 +229,7 @@ def test_a_run_whose_answer_cannot_be_stored_logs_no_document(
 ):
     """The worker's path: a model answer holding a NUL, written through the trace."""
     from ponder.config import get_settings
-    from ponder.runner import run_job
+    from ponder.jobs.runner import run_job
     from tests.ponder.strategies.medrec import ASPIRIN
     from tests.ponder.strategies.scripted import ScriptedEngine
 

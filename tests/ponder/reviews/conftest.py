@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ponder import config, jobs
+from ponder import config
+from ponder.jobs import service as jobs
 
 
 @pytest.fixture

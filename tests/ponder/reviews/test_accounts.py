@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from ponder.cli import app
+from ponder.cli.commands import app
 from ponder.db import session_scope
 from ponder.models import Reviewer
 from ponder.reviews.accounts import authenticate_reviewer

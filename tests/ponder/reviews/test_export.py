@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from ponder.cli import app
+from ponder.cli.commands import app
 from ponder.config import get_settings
 from ponder.db import session_scope
 from ponder.evaluation.loaders import load_dataset

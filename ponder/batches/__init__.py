@@ -1,0 +1,1 @@
+"""Batches of jobs: upload, dispatch, state, results, and the nightly inbox run."""

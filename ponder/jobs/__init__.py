@@ -1,0 +1,1 @@
+"""A job's life: submission, the state machine, the run, its trace, reconciliation."""

@@ -1,0 +1,320 @@
+"""Run one job: claim its lease, run its strategy with the worker's engine, write the
+outcome and the outbox rows in one transaction. The Celery task is a thin wrapper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from ponder.config import Settings
+from ponder.db import DatabaseUnavailable, session_scope, with_retries
+from ponder.engines.base import (
+    Engine,
+    EngineAborted,
+    EngineRequestError,
+    EngineUnavailable,
+)
+from ponder.errors import LeaseLost
+from ponder.jobs import service as jobs
+from ponder.jobs.trace import CancelRequested, PostgresRecorder
+from ponder.models import Job, JobStatus
+from ponder.storable import storable, storable_text
+from ponder.strategies import STRATEGIES
+from ponder.strategies.base import (
+    BudgetExhausted,
+    StrategyConfig,
+    StrategyContext,
+    StrategyOutcome,
+    outcome_from,
+)
+from ponder.tasktypes import TaskType
+from ponder.verify import failing_checks
+from tasks.registry import TASKS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str
+    """The job's status after this run, or ``busy`` / ``lease_lost`` / ``retry``."""
+    retry_in_s: float | None = None
+
+
+class _Heartbeat:
+    """Renews the lease while a long engine call is in flight. When the caller has cancelled
+    the job, or this run has lost its lease, it aborts the job's engine call in flight (and
+    any started later, at each beat) instead of letting it run to its end; the run then
+    finds out why from its next write."""
+
+    def __init__(self, job_id: str, token: int, settings: Settings, engine: Engine) -> None:
+        self._stop = threading.Event()
+        self._engine = engine
+        self._thread = threading.Thread(
+            target=self._beat, args=(job_id, token, settings), daemon=True, name=f"lease-{job_id}"
+        )
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self, job_id: str, token: int, settings: Settings) -> None:
+        while not self._stop.wait(settings.worker.heartbeat_s):
+            try:
+                with session_scope() as session:
+                    cancel = jobs.renew_lease(
+                        session=session, job_id=job_id, token=token, settings=settings
+                    )
+            except Exception:  # the database may be restarting; the next beat retries
+                logger.warning("lease renewal for job %s failed; will retry", job_id)
+                continue
+            if cancel is None or cancel:
+                self._engine.abort_job(job_id)
+
+
+def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
+    try:
+        return _run(job_id=job_id, engine=engine, settings=settings, owner=owner)
+    except DatabaseUnavailable:
+        # Nothing more can be written; the lease expires and the reconciler sends the job
+        # again, and the next run reuses the steps that were recorded.
+        logger.error("job %s: PostgreSQL unreachable; this run stops without writing", job_id)
+        return RunOutcome("database_unavailable")
+
+
+def _claim(job_id: str, owner: str, settings: Settings) -> tuple[jobs.Claim, Job | None]:
+    def work(retrying: bool) -> tuple[jobs.Claim, Job | None]:
+        with session_scope() as session:
+            claim = jobs.claim(session=session, job_id=job_id, owner=owner, settings=settings)
+            return claim, session.get(Job, job_id) if claim.outcome == "claimed" else None
+
+    return with_retries(work, what=f"job {job_id}: claim")
+
+
+def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
+    claim, job = _claim(job_id, owner, settings)
+    if claim.outcome == "busy":
+        logger.info(
+            "job %s: claim refused, another run holds the lease; retry in %.0fs",
+            job_id,
+            claim.retry_in_s or 0.0,
+        )
+        return RunOutcome("busy", retry_in_s=claim.retry_in_s)
+    if job is None:
+        return RunOutcome(claim.outcome)
+    logger.info("job %s attempt %d claimed by %s", job_id, claim.attempt, owner)
+    task = TASKS[job.task]
+    config = StrategyConfig.model_validate(job.config["strategy"])
+    recorder = PostgresRecorder(
+        job_id=job_id, token=claim.token, attempt=claim.attempt, task=task, settings=settings
+    )
+    started = time.monotonic()
+    try:
+        with _Heartbeat(job_id, claim.token, settings, engine):
+            recorder.event("started", {"attempt": claim.attempt, "strategy": config.model_dump()})
+            ctx = StrategyContext(
+                job_id=job_id,
+                task=task,
+                document=job.document,
+                config=config,
+                engine=engine,
+                recorder=recorder,
+                judges=_judges_frozen(task, job.config),
+                time_limit_s=settings.worker.job_time_limit_s,
+            )
+            try:
+                outcome = STRATEGIES[config.name].run(ctx)
+            except BudgetExhausted as exc:
+                # Finish with what the budget bought; unverified means needs_review.
+                ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.tokens_spent)
+                outcome = outcome_from(ctx.candidates, ctx, stopped_by="budget")
+            except EngineAborted:
+                recorder.check()  # raises LeaseLost or CancelRequested: why it was aborted
+                raise EngineUnavailable("the engine aborted a request of a live run") from None
+            except EngineRequestError as exc:
+                if not ctx.candidates:
+                    raise
+                # A follow-up the engine refuses (a refine prompt past the model's context)
+                # ends the run with the candidates already verified, not as a failed job.
+                ctx.event("engine_stop", reason=f"the engine refused a follow-up request: {exc}")
+                outcome = outcome_from(ctx.candidates, ctx, stopped_by="engine_refused")
+            recorder.check()
+        return _finish(job_id, claim.token, outcome, settings, time.monotonic() - started)
+    except LeaseLost:
+        logger.warning("job %s: lease lost; this run stops without writing", job_id)
+        return RunOutcome("lease_lost")
+    except CancelRequested:
+        return _end_with(
+            job_id, claim.token, JobStatus.cancelled, "cancelled while running", settings
+        )
+    except EngineRequestError as exc:
+        return _end_with(job_id, claim.token, JobStatus.failed, f"engine refused: {exc}", settings)
+    except EngineUnavailable as exc:
+        return _retry_or_fail(job_id, claim, f"engine unavailable: {exc}", settings)
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        # The type and the frames, never the message: it may quote the document.
+        logger.error(
+            "job %s failed with an internal error %s:\n%s",
+            job_id,
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return _end_with(
+            job_id,
+            claim.token,
+            JobStatus.failed,
+            f"internal error ({type(exc).__name__})",
+            settings,
+        )
+
+
+UNSTORABLE_CHECK: dict[str, Any] = {
+    "verifier": "storable",
+    "required": True,
+    "findings": [
+        "the answer held characters that cannot be stored (a NUL, an unpaired surrogate or a "
+        "non-finite number); they are shown as \u2400, \ufffd or null: check it against the "
+        "document"
+    ],
+}
+
+
+def _judges_frozen(task: TaskType, config: dict[str, Any]) -> bool:
+    """Whether the job was submitted with its task's model-judge verifiers enabled: the
+    frozen verifier list decides, not this worker's settings."""
+    frozen = set(config.get("verifiers") or ())
+    return any(v.judge and v.name in frozen for v in task.verifiers)
+
+
+def _finish(
+    job_id: str, token: int, outcome: StrategyOutcome, settings: Settings, wall_s: float
+) -> RunOutcome:
+    selected = outcome.selected
+    status = JobStatus(outcome.status)
+    output = (
+        selected.parsed.model_dump(mode="json")
+        if selected is not None and selected.parsed is not None
+        else None
+    )
+    checks = failing_checks(selected.verdicts) if selected is not None else []
+    stored_output = storable(output)
+    if stored_output != output or (
+        selected is not None and storable_text(selected.text) != selected.text
+    ):
+        # The answer holds what PostgreSQL cannot store (a NUL, a lone surrogate, NaN); the
+        # caller gets stand-ins, which is not the answer that was checked: a person reviews.
+        checks = [*checks, UNSTORABLE_CHECK]
+        if status == JobStatus.succeeded:
+            status = JobStatus.needs_review
+    result: dict[str, Any] = {
+        "output": stored_output,
+        "selected": selected.summary() if selected is not None else None,
+        "rationale": outcome.rationale.get("reason"),
+        "failing_checks": checks,
+        "wall_s": round(wall_s, 3),
+    }
+    result["summary"] = _summary(status.value, result)
+    result = storable(result)  # findings and the rationale may quote the answer
+
+    def work(session: Session, job: Job) -> None:
+        jobs.finish(
+            session=session,
+            job=job,
+            status=status,
+            result=result,
+            selected_candidate_id=selected.id if selected is not None else None,
+            settings=settings,
+        )
+
+    ended = _ending(job_id, token, work)
+    if ended is None:
+        logger.warning("job %s: lease lost before finishing; result not written", job_id)
+        return RunOutcome("lease_lost")
+    return RunOutcome(ended)
+
+
+def _ending(job_id: str, token: int, work: Callable[[Session, Job], None]) -> str | None:
+    """Run the transaction that ends this run's job, retried while PostgreSQL is unreachable.
+    Returns the job's status after it, or None if the lease was lost. A retry whose first
+    try landed (the commit's acknowledgement was lost) finds the job ended under this run's
+    token and returns that status instead of writing twice."""
+
+    def attempt(retrying: bool) -> str | None:
+        with session_scope() as session:
+            job = jobs.locked_for_run(session, job_id, token)
+            if job is None:
+                landed = session.get(Job, job_id) if retrying else None
+                if (
+                    landed is not None
+                    and landed.lease_token == token
+                    and JobStatus(landed.status).terminal
+                ):
+                    return landed.status
+                return None
+            work(session, job)
+            return job.status
+
+    return with_retries(attempt, what=f"job {job_id}: end")
+
+
+def _summary(status: str, result: dict[str, Any]) -> str:
+    output = result["output"] or {}
+    items = next((len(v) for v in output.values() if isinstance(v, list)), None)
+    found = f"{items} item(s)" if items is not None else "an answer"
+    if status == "succeeded":
+        return f"{found}; passed every required check"
+    failing = ", ".join(f["verifier"] for f in result["failing_checks"]) or "none"
+    return f"{found}; needs review, failing checks: {failing}"
+
+
+def _end_with(
+    job_id: str, token: int, status: JobStatus, error: str, settings: Settings
+) -> RunOutcome:
+    def work(session: Session, job: Job) -> None:
+        jobs.finish(session=session, job=job, status=status, error=error, settings=settings)
+
+    ended = _ending(job_id, token, work)
+    if ended is None:
+        return RunOutcome("lease_lost")
+    logger.info("job %s ended %s", job_id, ended)
+    return RunOutcome(ended)
+
+
+def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settings) -> RunOutcome:
+    if claim.attempt >= settings.worker.max_attempts:
+        return _end_with(
+            job_id,
+            claim.token,
+            JobStatus.failed,
+            f"{reason} (gave up after {claim.attempt} attempts)",
+            settings,
+        )
+
+    def work(retrying: bool) -> bool:
+        with session_scope() as session:
+            job = jobs.locked_for_run(session, job_id, claim.token)
+            if job is None:
+                return False
+            jobs.release_for_retry(session=session, job=job, reason=reason)
+            return True
+
+    # A retry whose first try landed finds the job queued and reports the lease lost: the
+    # job is released either way and the reconciler sends it again.
+    if not with_retries(work, what=f"job {job_id}: release for retry"):
+        return RunOutcome("lease_lost")
+    delay = min(300.0, settings.worker.retry_base_s * 2 ** (claim.attempt - 1))
+    logger.warning("job %s: %s; retry in %.0fs", job_id, reason, delay)
+    return RunOutcome("retry", retry_in_s=delay)

@@ -1,0 +1,1 @@
+"""Operations: metrics, alerts, the cron schedule and the retention purge."""
