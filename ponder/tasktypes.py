@@ -1,8 +1,9 @@
-"""What a task type declares. Task types themselves live in the top-level ``tasks/`` package."""
+"""What a task type declares. Task types themselves live in ``tasks/<name>/`` packages, listed
+in the explicit registry ``tasks/registry.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,16 +59,13 @@ class TaskType:
     def template_version(self) -> str:
         return template_version(self.template)
 
-    def judges_enabled(self) -> bool:
-        """Whether this task's model-judge verifiers run: set per task type with
-        ``PONDER_TASKS__JUDGE_VERIFIERS='["contract_review"]'``; off by default."""
-        from ponder.config import get_settings
+    def judges_enabled(self, judge_verifiers: Collection[str]) -> bool:
+        """Whether this task's model-judge verifiers run, given the task types the caller's
+        settings enable them for (``settings.tasks.judge_verifiers``, set with
+        ``PONDER_TASKS__JUDGE_VERIFIERS='["contract_review"]'``; off by default)."""
+        return self.name in judge_verifiers
 
-        return self.name in get_settings().tasks.judge_verifiers
-
-    def verifier_names(self, *, judges: bool | None = None) -> list[str]:
+    def verifier_names(self, *, judges: bool = False) -> list[str]:
         """The verifiers a job of this task runs (frozen on the job at submission); model
-        judges are included when enabled."""
-        if judges is None:
-            judges = self.judges_enabled()
+        judges only when ``judges`` (see ``judges_enabled``)."""
         return [v.name for v in self.verifiers if judges or not v.judge]

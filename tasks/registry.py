@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from ponder.evaluation.mutation import MutationSuite
 from ponder.tasktypes import TaskType
-from tasks import (
-    contract_gold,
-    contract_review,
-    math_answer,
-    math_gold,
-    medrec_extraction,
-    medrec_gold,
-)
+from tasks import contract_review, math_answer, medrec_extraction
+from tasks.contract_review import gold as contract_gold
+from tasks.math_answer import gold as math_gold
+from tasks.medrec_extraction import gold as medrec_gold
 
 TASKS: dict[str, TaskType] = {
     task.name: task

@@ -88,7 +88,7 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         },
         "model": settings.model_path if settings.engine.kind == "vllm" else settings.engine.model,
         "max_tokens_per_sample": settings.limits.max_tokens_per_sample,
-        "model_judges": TASKS[args.task].judges_enabled(),
+        "model_judges": TASKS[args.task].judges_enabled(settings.tasks.judge_verifiers),
         "concurrency": args.concurrency,
         "seed": args.seed,
         "started_at": started.isoformat(timespec="seconds"),

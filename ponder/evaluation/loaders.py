@@ -133,7 +133,7 @@ def _ours(path: Path, task: str) -> Iterator[EvalItem]:
 
 def gsm8k_records(path: Path) -> Iterator[tuple[int, str, str]]:
     """(line, question, worked solution) of each GSM8K record; the solution ends with
-    ``#### <number>``. Shared with the gold builder of ``tasks/math_gold.py``."""
+    ``#### <number>``. Shared with the gold builder of ``tasks/math_answer/gold.py``."""
     if not path.is_file():
         raise DatasetError(path, None, "no such file")
     for number, record in _jsonl_records(path):
@@ -198,8 +198,8 @@ def _cuad(path: Path, max_chars: int) -> Iterator[EvalItem]:
 def cuad_rows(path: Path) -> Iterator[tuple[int, dict[str, str], dict[str, str]]]:
     """Each contract of a CUAD master clauses file: its line, its row, and the span columns
     (column name to category id, in column order). Shared with the gold builder of
-    ``tasks/contract_gold.py`` so that its documents are the ones the eval scores."""
-    from tasks.contract_taxonomy import CATEGORIES
+    ``tasks/contract_review/gold.py`` so that its documents are the ones the eval scores."""
+    from tasks.contract_review.taxonomy import CATEGORIES
 
     csv.field_size_limit(1 << 30)
     with path.open(encoding="utf-8-sig", newline="") as handle:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.contract_taxonomy import CATEGORIES
-from tasks.dose import doses_in, parse_dose
-from tasks.drug_lexicon import same_drug
-from tasks.math_answer import canonical_number
+from tasks.contract_review.taxonomy import CATEGORIES
+from tasks.math_answer.schema import canonical_number
+from tasks.medrec_extraction.dose import doses_in, parse_dose
+from tasks.medrec_extraction.drug_lexicon import same_drug
 
 RIGHT_F1 = 0.5
 """An extraction answer is right when its item F1 against gold is at least this."""

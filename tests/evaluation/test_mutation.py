@@ -19,7 +19,7 @@ from ponder.evaluation.mutation import (
 )
 from ponder.tasktypes import TaskType
 from ponder.verify import CheckResult, VerifierSpec
-from tests.tasks.test_medrec_gold import ENCOUNTERS
+from tests.tasks.medrec_extraction.test_gold import ENCOUNTERS
 
 
 class Words(BaseModel):
