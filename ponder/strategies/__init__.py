@@ -23,7 +23,8 @@ from ponder.strategies import (
     self_consistency,
     single,
 )
-from ponder.strategies.base import StrategyContext, StrategyOutcome
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome
 
 
 class NoParams(BaseModel):

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.engines.base import p_yes
 from ponder.prompts import render
-from ponder.strategies.base import BudgetExhausted, StrategyContext, StrategyOutcome, outcome_from
+from ponder.strategies.budget import BudgetExhausted
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from
 
 NAME = "beam"
 DESCRIPTION = (
@@ -50,11 +52,11 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
     if not ctx.recorded("finish"):
         # The search must leave room to finish the longest chain with n full answers.
         finish_cost = (
-            ctx.estimate_prompt_tokens(ctx.follow_up("", render(ANSWER_TEMPLATE)))
+            ctx.budget.estimate_prompt_tokens(ctx.follow_up("", render(ANSWER_TEMPLATE)))
             + params.depth * params.step_tokens
             + ctx.config.n * ctx.config.max_tokens
         )
-        with ctx.reserving(finish_cost):
+        with ctx.budget.reserving(finish_cost):
             steps = _search(ctx, params).steps
     messages = ctx.follow_up("\n".join(steps), render(ANSWER_TEMPLATE)) if steps else None
     finished = ctx.sample(step="finish", n=ctx.config.n, messages=messages)

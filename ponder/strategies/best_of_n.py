@@ -3,7 +3,8 @@ candidate verified, the best verified one selected."""
 
 from __future__ import annotations
 
-from ponder.strategies.base import StrategyContext, StrategyOutcome, outcome_from
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from
 
 NAME = "best_of_n"
 DESCRIPTION = (

@@ -6,13 +6,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.prompts import render
-from ponder.strategies.base import (
-    ScoredCandidate,
-    StrategyContext,
-    StrategyOutcome,
-    outcome_from,
-    split_thinking,
-)
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from
+from ponder.strategies.thinking import split_thinking
+from ponder.strategies.verification import ScoredCandidate
 from ponder.verify import SCHEMA_VERIFIER
 
 NAME = "extended_reasoning"
@@ -50,7 +47,6 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
             return outcome_from(_answer_plain(ctx), ctx, thinking="skipped")
         messages = ctx.follow_up(thinking, render(ANSWER_TEMPLATE))
         answers = ctx.sample(step="answer", n=ctx.config.n, messages=messages)
-    _trace_inline_thinking(ctx, answers)
     if any(c.parsed is not None for c in answers):
         return outcome_from(answers, ctx)
     # The thinking may have pulled the answer off the schema (or used up its tokens).
@@ -99,13 +95,13 @@ def _affordable_thinking(
 ) -> int:
     """Thinking tokens T such that thinking (prompt + T) and then n full answers (prompt + T
     + n * max_tokens) both fit the budget: the answer must never be starved by the thinking."""
-    remaining = ctx.remaining_budget()
+    remaining = ctx.budget.remaining()
     if remaining is None:
         return thinking_tokens
-    answer_prompt = ctx.estimate_prompt_tokens(ctx.follow_up("", render(ANSWER_TEMPLATE)))
+    answer_prompt = ctx.budget.estimate_prompt_tokens(ctx.follow_up("", render(ANSWER_TEMPLATE)))
     spare = (
         remaining
-        - ctx.estimate_prompt_tokens(messages)
+        - ctx.budget.estimate_prompt_tokens(messages)
         - answer_prompt
         - ctx.config.n * ctx.config.max_tokens
     )
@@ -113,17 +109,5 @@ def _affordable_thinking(
 
 
 def _answer_plain(ctx: StrategyContext) -> list[ScoredCandidate]:
-    plain = ctx.sample(step="answer-plain", n=ctx.config.n)
-    _trace_inline_thinking(ctx, plain)
-    return plain
-
-
-def _trace_inline_thinking(ctx: StrategyContext, candidates: list[ScoredCandidate]) -> None:
-    """A reasoning model may think inside the answer itself: trace and count that apart."""
-    for c in candidates:
-        hidden, _ = split_thinking(c.text)
-        if hidden is None:
-            continue
-        tokens = ctx.engine.count_tokens(hidden)
-        ctx.thinking_tokens += tokens
-        ctx.event("thinking", step=c.step, idx=c.idx, text=hidden, tokens=tokens, inline=True)
+    # A <think> section inside an answer is traced and charged as thinking by ctx.sample.
+    return ctx.sample(step="answer-plain", n=ctx.config.n)

@@ -8,13 +8,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.prompts import render
-from ponder.strategies.base import (
-    ScoredCandidate,
-    StrategyContext,
-    StrategyOutcome,
-    outcome_from,
-    select_best_candidate,
-)
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from, select_best_candidate
+from ponder.strategies.verification import ScoredCandidate
 from ponder.verify import failing_checks
 
 NAME = "refine"

@@ -12,13 +12,9 @@ from typing import Any
 from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.strategies.base import (
-    ScoredCandidate,
-    StrategyContext,
-    StrategyOutcome,
-    outcome_from,
-    selection_key,
-)
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from, selection_key
+from ponder.strategies.verification import ScoredCandidate
 
 NAME = "self_consistency"
 DESCRIPTION = (

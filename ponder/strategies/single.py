@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ponder.strategies.base import StrategyContext, StrategyOutcome, outcome_from
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from
 
 NAME = "single"
 DESCRIPTION = "One sample, verified; needs_review if it fails a required check."

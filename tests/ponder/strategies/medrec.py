@@ -13,7 +13,7 @@ TASK = dataclasses.replace(
 )
 """The medication task without its completeness check: these tests score partial lists of
 DOC's three drugs on purpose, to exercise selection and voting; completeness has its own tests
-(tests/tasks/test_medrec_checks.py) and end-to-end ones."""
+(tests/tasks/medrec_extraction/test_completeness.py) and end-to-end ones."""
 
 DOC = (
     "Metoprolol 50 mg by mouth twice daily. Lisinopril 10 mg by mouth daily. "

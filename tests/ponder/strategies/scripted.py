@@ -7,14 +7,11 @@ from typing import Any
 
 from ponder.engines.base import GenerationRequest, GenerationResult, Sample
 from ponder.strategies import STRATEGIES
-from ponder.strategies.base import (
-    BudgetExhausted,
-    ScoredCandidate,
-    StrategyConfig,
-    StrategyContext,
-    StrategyOutcome,
-    outcome_from,
-)
+from ponder.strategies.budget import BudgetExhausted, TokenLedger
+from ponder.strategies.config import StrategyConfig
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from
+from ponder.strategies.verification import ScoredCandidate
 from ponder.tasktypes import TaskType
 
 Respond = Callable[[GenerationRequest], Sequence[str | Sample]]
@@ -125,6 +122,8 @@ def make_context(
     params: dict[str, Any] | None = None,
     recorder: MemoryRecorder | None = None,
     time_limit_s: float | None = None,
+    ledger: TokenLedger | None = None,
+    judges: bool = False,
 ) -> StrategyContext:
     config = StrategyConfig(
         name=name,
@@ -133,13 +132,15 @@ def make_context(
         budget_tokens=budget_tokens,
         params=STRATEGIES[name].validate_params(params),
     )
-    return StrategyContext(
+    return StrategyContext.for_job(
         job_id="job-1",
         task=task,
         document=document,
         config=config,
         engine=engine,
         recorder=recorder or MemoryRecorder(),
+        ledger=ledger,
+        judges=judges,
         time_limit_s=time_limit_s,
     )
 
@@ -149,5 +150,5 @@ def run_like_runner(ctx: StrategyContext) -> StrategyOutcome:
     try:
         return STRATEGIES[ctx.config.name].run(ctx)
     except BudgetExhausted as exc:
-        ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.tokens_spent)
+        ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.budget.spent)
         return outcome_from(ctx.candidates, ctx, stopped_by="budget")

@@ -9,16 +9,23 @@ from pydantic import ValidationError
 
 from ponder.strategies import STRATEGIES
 from ponder.strategies.adaptive import Params, measure_confidence
-from ponder.strategies.base import ScoredCandidate
+from ponder.strategies.verification import ScoredCandidate
 from ponder.verify import verify_candidate
 from tests.ponder.strategies.medrec import DOC, GOOD, INVENTED, LISINOPRIL, TASK, answer
-from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
+from tests.ponder.strategies.scripted import (
+    MemoryRecorder,
+    ScriptedEngine,
+    by_step,
+    make_context,
+    run_like_runner,
+)
 
 
 def run(script, **params):
     engine = ScriptedEngine(respond=by_step(script))
-    ctx = make_context(TASK, DOC, engine, name="adaptive", params=params)
-    return run_like_runner(ctx), ctx, engine, ctx.recorder
+    recorder = MemoryRecorder()
+    ctx = make_context(TASK, DOC, engine, name="adaptive", params=params, recorder=recorder)
+    return run_like_runner(ctx), ctx, engine, recorder
 
 
 def candidate(text: str, mean_logprob: float | None = -0.1) -> ScoredCandidate:

@@ -11,7 +11,13 @@ from ponder.engines.base import GenerationRequest, Sample
 from ponder.prompts import render
 from ponder.strategies.beam import ANSWER_TEMPLATE, p_yes
 from tests.ponder.strategies.medrec import DOC, GOOD, TASK
-from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
+from tests.ponder.strategies.scripted import (
+    MemoryRecorder,
+    ScriptedEngine,
+    by_step,
+    make_context,
+    run_like_runner,
+)
 
 SCORES = {"1": [0.2, 0.9, 0.6], "2": [0.5, 0.3, 0.8]}
 """The judge's P(yes) for each expansion, by depth; each step's text carries its score."""
@@ -30,8 +36,9 @@ def judge(request: GenerationRequest) -> list[Sample]:
 
 def run(**params):
     engine = ScriptedEngine(respond=by_step({"expand": expand, "judge": judge, "finish": [GOOD]}))
-    ctx = make_context(TASK, DOC, engine, name="beam", params=params)
-    return run_like_runner(ctx), engine, ctx.recorder
+    recorder = MemoryRecorder()
+    ctx = make_context(TASK, DOC, engine, name="beam", params=params, recorder=recorder)
+    return run_like_runner(ctx), engine, recorder
 
 
 def test_p_yes_is_a_softmax_over_the_yes_and_no_alternatives():
@@ -93,16 +100,20 @@ def test_finishes_the_best_chain_into_the_schema():
 def test_expansion_text_in_the_trace_is_cut_to_200_characters():
     script = {"expand": lambda r: ["x" * 500 + " s=0.5"], "judge": judge, "finish": [GOOD]}
     engine = ScriptedEngine(respond=by_step(script))
-    ctx = make_context(TASK, DOC, engine, name="beam", params={"depth": 1})
+    recorder = MemoryRecorder()
+    ctx = make_context(TASK, DOC, engine, name="beam", params={"depth": 1}, recorder=recorder)
     run_like_runner(ctx)
-    (step,) = ctx.recorder.of_kind("beam_step")
+    (step,) = recorder.of_kind("beam_step")
     assert [e["text"] for e in step["expansions"]] == ["x" * 200]
 
 
 def test_a_search_cut_short_by_the_budget_still_finishes_its_best_chain():
     engine = ScriptedEngine(respond=by_step({"expand": expand, "judge": judge, "finish": [GOOD]}))
-    ctx = make_context(TASK, DOC, engine, name="beam", params={"depth": 4}, budget_tokens=2500)
+    recorder = MemoryRecorder()
+    ctx = make_context(
+        TASK, DOC, engine, name="beam", params={"depth": 4}, budget_tokens=2500, recorder=recorder
+    )
     outcome = run_like_runner(ctx)
-    assert ctx.recorder.of_kind("search_stopped")
+    assert recorder.of_kind("search_stopped")
     assert engine.requests[-1].request_id == "job-1:finish"
-    assert outcome.status == "succeeded" and ctx.tokens_spent <= 2500
+    assert outcome.status == "succeeded" and ctx.budget.spent <= 2500

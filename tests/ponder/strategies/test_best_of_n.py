@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 from ponder.strategies import STRATEGIES
-from ponder.strategies.base import StrategyConfig, StrategyContext
 from tests.ponder.strategies.medrec import TASK, med
-from tests.ponder.strategies.scripted import MemoryRecorder, ScriptedEngine
+from tests.ponder.strategies.scripted import MemoryRecorder, ScriptedEngine, make_context
 
 DOC = "Metoprolol 50 mg by mouth twice daily. Lisinopril 10 mg by mouth daily."
 GROUNDED = "Metoprolol 50 mg by mouth twice daily"
@@ -26,14 +25,7 @@ BROKEN = '{"medications": [{"name": "Meto'
 def run(name: str, texts: list[str], n: int = 4, logprobs: list[float] | None = None):
     engine = ScriptedEngine(texts, logprobs)
     recorder = MemoryRecorder()
-    ctx = StrategyContext(
-        job_id="job-1",
-        task=TASK,
-        document=DOC,
-        config=StrategyConfig(name=name, n=n, max_tokens=256),
-        engine=engine,
-        recorder=recorder,
-    )
+    ctx = make_context(TASK, DOC, engine, name=name, n=n, recorder=recorder)
     return STRATEGIES[name].run(ctx), engine, recorder
 
 
@@ -77,10 +69,9 @@ def test_unparseable_candidate_gets_a_failed_verdict_from_every_verifier():
 def test_a_recorded_step_is_reused_instead_of_generated_again():
     engine = ScriptedEngine([GOOD])
     recorder = MemoryRecorder()
-    config = StrategyConfig(name="best_of_n", n=2, max_tokens=64)
     for _ in range(2):  # the second run is a retry of the same job
-        ctx = StrategyContext(
-            job_id="j", task=TASK, document=DOC, config=config, engine=engine, recorder=recorder
+        ctx = make_context(
+            TASK, DOC, engine, name="best_of_n", n=2, max_tokens=64, recorder=recorder
         )
         STRATEGIES["best_of_n"].run(ctx)
     assert len(engine.requests) == 1

@@ -9,8 +9,14 @@ import pytest
 
 from ponder.engines.base import GenerationRequest
 from ponder.strategies import STRATEGIES
+from ponder.strategies.budget import TokenLedger
 from tests.ponder.strategies.medrec import DOC, INVENTED, TASK, answer
-from tests.ponder.strategies.scripted import ScriptedEngine, make_context, run_like_runner
+from tests.ponder.strategies.scripted import (
+    MemoryRecorder,
+    ScriptedEngine,
+    make_context,
+    run_like_runner,
+)
 
 
 def failing_answers(request: GenerationRequest) -> list[str]:
@@ -33,21 +39,36 @@ def test_no_request_can_overspend_the_budget(name, budget):
     outcome = run_like_runner(ctx)
     spent = 0
     for request, result in zip(engine.requests, engine.results, strict=True):
-        bound = ctx.estimate_prompt_tokens(request.messages) + request.n * request.max_tokens
+        bound = ctx.budget.estimate_prompt_tokens(request.messages) + request.n * request.max_tokens
         assert bound <= budget - spent, request.request_id
         spent += result.prompt_tokens + result.completion_tokens
-    assert ctx.tokens_spent == spent <= budget
-    assert ctx.thinking_tokens <= ctx.tokens_spent
+    assert ctx.budget.spent == spent <= budget
+    assert ctx.budget.thinking <= ctx.budget.spent
     assert outcome.status == "needs_review"
+
+
+def test_the_budget_counts_what_earlier_attempts_of_the_job_spent():
+    engine = ScriptedEngine(respond=failing_answers, completion_tokens=10**6)
+    spent_before = 600
+    ctx = make_context(
+        TASK, DOC, engine, name="best_of_n", n=1, max_tokens=256, budget_tokens=1000,
+        ledger=TokenLedger(spent=spent_before),
+    )  # fmt: skip
+    run_like_runner(ctx)
+    (request,) = engine.requests
+    prompt = ctx.budget.estimate_prompt_tokens(request.messages)
+    assert request.max_tokens == 1000 - spent_before - prompt < 256
+    assert ctx.budget.spent <= 1000
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_a_budget_stop_with_nothing_verified_is_needs_review(name):
     engine = ScriptedEngine(respond=failing_answers)
-    ctx = make_context(TASK, DOC, engine, name=name, n=2, budget_tokens=200)
+    recorder = MemoryRecorder()
+    ctx = make_context(TASK, DOC, engine, name=name, n=2, budget_tokens=200, recorder=recorder)
     outcome = run_like_runner(ctx)
     assert engine.requests == []
-    assert [k for k, _ in ctx.recorder.events][-2:] == ["budget_stop", "selection"]
+    assert [k for k, _ in recorder.events][-2:] == ["budget_stop", "selection"]
     assert outcome.status == "needs_review" and outcome.selected is None
 
 
@@ -63,17 +84,18 @@ def test_no_engine_call_starts_after_the_job_time_limit(name):
     engine = ScriptedEngine(respond=slow)
     ctx = make_context(TASK, DOC, engine, name=name, n=2, time_limit_s=0.04)
     outcome = run_like_runner(ctx)
-    assert started and ctx.deadline is not None
-    assert all(t < ctx.deadline for t in started)
+    assert started and ctx.budget.deadline is not None
+    assert all(t < ctx.budget.deadline for t in started)
     assert outcome.status == "needs_review"
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_a_run_past_its_time_limit_stops_with_the_reason(name):
     engine = ScriptedEngine(respond=failing_answers)
-    ctx = make_context(TASK, DOC, engine, name=name, n=2, time_limit_s=1e-6)
+    recorder = MemoryRecorder()
+    ctx = make_context(TASK, DOC, engine, name=name, n=2, time_limit_s=1e-6, recorder=recorder)
     time.sleep(0.01)
     outcome = run_like_runner(ctx)
     assert engine.requests == []
-    assert "job time limit" in ctx.recorder.of_kind("budget_stop")[0]["reason"]
+    assert "job time limit" in recorder.of_kind("budget_stop")[0]["reason"]
     assert outcome.status == "needs_review" and outcome.selected is None

@@ -5,18 +5,25 @@ from __future__ import annotations
 from ponder.prompts import render
 from ponder.strategies.extended_reasoning import ANSWER_TEMPLATE
 from tests.ponder.strategies.medrec import BROKEN, DOC, GOOD, TASK
-from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
+from tests.ponder.strategies.scripted import (
+    MemoryRecorder,
+    ScriptedEngine,
+    by_step,
+    make_context,
+    run_like_runner,
+)
 
 THOUGHT = "The note lists metoprolol twice daily; lisinopril is mentioned too."
 
 
 def run(script, *, params=None, budget_tokens=None, max_tokens=256, engine=None):
     engine = engine or ScriptedEngine(respond=by_step(script))
+    recorder = MemoryRecorder()
     ctx = make_context(
         TASK, DOC, engine, name="extended_reasoning", params=params,
-        budget_tokens=budget_tokens, max_tokens=max_tokens,
+        budget_tokens=budget_tokens, max_tokens=max_tokens, recorder=recorder,
     )  # fmt: skip
-    return run_like_runner(ctx), ctx, engine, ctx.recorder
+    return run_like_runner(ctx), ctx, engine, recorder
 
 
 def test_thinking_is_traced_apart_and_the_answer_is_conditioned_on_it():
@@ -31,8 +38,8 @@ def test_thinking_is_traced_apart_and_the_answer_is_conditioned_on_it():
     (thinking,) = recorder.of_kind("thinking")
     assert thinking["text"] == THOUGHT and thinking["tokens"] == 10
     assert THOUGHT not in outcome.selected.text
-    assert ctx.thinking_tokens == 10
-    assert ctx.tokens_spent == sum(r.prompt_tokens + r.completion_tokens for r in engine.results)
+    assert ctx.budget.thinking == 10
+    assert ctx.budget.spent == sum(r.prompt_tokens + r.completion_tokens for r in engine.results)
 
 
 def test_thinking_has_its_own_token_limit():
@@ -55,7 +62,8 @@ def test_a_think_section_is_split_off_the_reasoning_and_off_the_answer():
         "inline": True,
     }
     assert outcome.status == "succeeded"  # the answer parsed once its thinking was split off
-    assert ctx.thinking_tokens == 10 + 3
+    assert ctx.budget.thinking == 10 + 3
+    assert [thinking for _, _, thinking in recorder.charged] == [10, 3]  # charged to the job
 
 
 def test_an_answer_that_does_not_parse_is_retried_once_without_the_thinking():
@@ -76,7 +84,7 @@ def test_thinking_is_cut_to_leave_room_for_a_full_answer():
     think, answer = engine.requests
     assert think.max_tokens < 1024
     assert answer.max_tokens == 128  # the thinking did not starve the answer
-    assert ctx.tokens_spent <= 1400
+    assert ctx.budget.spent <= 1400
 
 
 def test_without_room_to_think_it_answers_directly():
@@ -88,8 +96,8 @@ def test_without_room_to_think_it_answers_directly():
 
 def test_a_retry_with_a_recorded_answer_does_not_think_again():
     engine = ScriptedEngine(respond=by_step({"think": [THOUGHT], "answer": [GOOD]}))
-    _, first, _, _ = run({}, engine=engine)
-    retry = make_context(TASK, DOC, engine, name="extended_reasoning", recorder=first.recorder)
+    _, _, _, recorder = run({}, engine=engine)
+    retry = make_context(TASK, DOC, engine, name="extended_reasoning", recorder=recorder)
     outcome = run_like_runner(retry)
     assert len(engine.requests) == 2  # the first attempt's think and answer only
     assert outcome.status == "succeeded"

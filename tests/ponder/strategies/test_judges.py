@@ -1,4 +1,4 @@
-"""StrategyContext and model-judge verifiers: off by default; when the job enables them, each
+"""Model-judge verifiers: off by default; when the job enables them, each
 question is a greedy engine call constrained to yes or no, charged to the job."""
 
 from __future__ import annotations
@@ -7,9 +7,15 @@ import json
 import math
 
 from ponder.engines.base import GenerationRequest, Sample
+from ponder.strategies import STRATEGIES
 from tasks.contract_review import TASK
-from tests.ponder.strategies.scripted import ScriptedEngine, make_context, run_like_runner
-from tests.tasks.contract_fixtures import DOCUMENT, finding
+from tests.ponder.strategies.scripted import (
+    MemoryRecorder,
+    ScriptedEngine,
+    make_context,
+    run_like_runner,
+)
+from tests.tasks.contract_review.fixtures import DOCUMENT, finding
 
 REVIEW = json.dumps({"findings": [finding().model_dump()]})
 
@@ -23,19 +29,21 @@ def respond(request: GenerationRequest) -> list[str | Sample]:
 
 def run(judges: bool):
     engine = ScriptedEngine(respond=respond)
-    ctx = make_context(TASK, DOCUMENT, engine, name="best_of_n", n=2)
-    ctx.judges = judges
-    return run_like_runner(ctx), engine, ctx
+    recorder = MemoryRecorder()
+    ctx = make_context(
+        TASK, DOCUMENT, engine, name="best_of_n", n=2, judges=judges, recorder=recorder
+    )
+    return run_like_runner(ctx), engine, ctx, recorder
 
 
 def test_judges_are_off_by_default_and_never_call_the_engine():
-    outcome, engine, _ = run(judges=False)
+    outcome, engine, _, _ = run(judges=False)
     assert len(engine.requests) == 1
     assert "judge" not in {v.verifier for v in outcome.selected.verdicts}
 
 
 def test_enabled_judges_ask_a_constrained_yes_no_per_finding_and_are_charged():
-    outcome, engine, ctx = run(judges=True)
+    outcome, engine, ctx, recorder = run(judges=True)
     questions = [r for r in engine.requests if r.choice is not None]
     # Both candidates hold the same finding: the greedy question is asked once per job.
     assert len(questions) == 1
@@ -47,9 +55,12 @@ def test_enabled_judges_ask_a_constrained_yes_no_per_finding_and_are_charged():
     for candidate in ctx.candidates:
         verdict = next(v for v in candidate.verdicts if v.verifier == "judge")
         assert verdict.passed and verdict.score == 0.75
-    assert len(ctx.recorder.charged) == 2
+    assert len(recorder.charged) == 2
 
 
 def test_a_scoped_context_keeps_the_judges_setting():
-    _, _, ctx = run(judges=True)
-    assert ctx.scoped("esc1/", name="single", params={}).judges
+    engine = ScriptedEngine(respond=respond)
+    ctx = make_context(TASK, DOCUMENT, engine, name="best_of_n", n=2, judges=True)
+    STRATEGIES["single"].run(ctx.scoped("esc1/", name="single", params={}))
+    questions = [r.request_id for r in engine.requests if r.choice is not None]
+    assert questions == ["job-1:esc1/sample/judge-0-1"]

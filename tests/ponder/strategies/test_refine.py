@@ -5,13 +5,20 @@ from __future__ import annotations
 from ponder.strategies.refine import _bounded
 from ponder.verify import failing_checks
 from tests.ponder.strategies.medrec import BAD_DOSE, BROKEN, DOC, GOOD, INVENTED, TASK, answer, med
-from tests.ponder.strategies.scripted import ScriptedEngine, by_step, make_context, run_like_runner
+from tests.ponder.strategies.scripted import (
+    MemoryRecorder,
+    ScriptedEngine,
+    by_step,
+    make_context,
+    run_like_runner,
+)
 
 
 def run(rounds: dict[str, list[str]], **params):
     engine = ScriptedEngine(respond=by_step(rounds))
-    ctx = make_context(TASK, DOC, engine, name="refine", params=params)
-    return run_like_runner(ctx), engine, ctx.recorder
+    recorder = MemoryRecorder()
+    ctx = make_context(TASK, DOC, engine, name="refine", params=params, recorder=recorder)
+    return run_like_runner(ctx), engine, recorder
 
 
 def test_stops_as_soon_as_every_required_verifier_passes():

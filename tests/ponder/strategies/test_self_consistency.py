@@ -92,7 +92,7 @@ def test_the_consensus_is_verified_and_recorded_with_zero_tokens():
     assert outcome.status == "succeeded" and outcome.selected is consensus
     assert outcome.rationale["support"] == {"metoprolol | BID": 4, "lisinopril | daily": 2}
     reported = sum(r.prompt_tokens + r.completion_tokens for r in engine.results)
-    assert ctx.tokens_spent == reported  # the consensus cost nothing
+    assert ctx.budget.spent == reported  # the consensus cost nothing
 
 
 def test_a_consensus_failing_a_required_check_loses_to_a_sample_that_passes():

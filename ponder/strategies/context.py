@@ -1,0 +1,137 @@
+"""What a strategy sees: its configuration, the task and document, engine calls (generate,
+sample), the verified candidates, trace events and the budget; nothing about persistence."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, Unpack
+
+from ponder.engines.base import Engine, GenerationResult
+from ponder.strategies.budget import Budget, Messages, TokenLedger
+from ponder.strategies.calls import EngineCalls, Recorder
+from ponder.strategies.config import StrategyConfig
+from ponder.strategies.verification import ScoredCandidate, Verification
+from ponder.tasktypes import TaskType
+
+
+class CallOptions(TypedDict, total=False):
+    """What a raw engine call may set besides its step and messages (``EngineCalls.generate``
+    gives the defaults: the job's sampling settings, one sample, no constraint)."""
+
+    n: int
+    max_tokens: int | None
+    temperature: float | None
+    json_schema: dict[str, Any] | None
+    choice: tuple[str, ...] | None
+    top_logprobs: int
+    stop: tuple[str, ...] | None
+    thinking: bool
+
+
+class StrategyContext:
+    def __init__(
+        self, *, task: TaskType, document: str, config: StrategyConfig, calls: EngineCalls
+    ) -> None:
+        self.task = task
+        self.document = document
+        self.config = config
+        self._calls = calls
+
+    @classmethod
+    def for_job(
+        cls,
+        *,
+        job_id: str,
+        task: TaskType,
+        document: str,
+        config: StrategyConfig,
+        engine: Engine,
+        recorder: Recorder,
+        ledger: TokenLedger | None = None,
+        judges: bool = False,
+        time_limit_s: float | None = None,
+    ) -> StrategyContext:
+        """The context of one run of a job. ``ledger`` holds what earlier attempts already
+        spent (the job's counters at claim), so the budget is the whole job's."""
+        budget = Budget(
+            limit=config.budget_tokens,
+            ledger=ledger or TokenLedger(),
+            count_tokens=engine.count_tokens,
+            time_limit_s=time_limit_s,
+        )
+        calls = EngineCalls(
+            job_id=job_id,
+            engine=engine,
+            recorder=recorder,
+            budget=budget,
+            verification=Verification(task=task, document=document, judges=judges),
+            config=config,
+        )
+        return cls(task=task, document=document, config=config, calls=calls)
+
+    @property
+    def budget(self) -> Budget:
+        """The job's token budget and time limit, shared with every scoped child."""
+        return self._calls.budget
+
+    @property
+    def candidates(self) -> list[ScoredCandidate]:
+        """Every verified candidate of this run, in order: what a budget stop selects from."""
+        return self._calls.candidates
+
+    def scoped(self, prefix: str, *, name: str, params: dict[str, Any]) -> StrategyContext:
+        """A child context for running strategy ``name`` inside this one: same engine,
+        recorder, candidates and budget, its own params, step names under ``prefix``."""
+        return StrategyContext(
+            task=self.task,
+            document=self.document,
+            config=self.config.model_copy(update={"name": name, "params": params}),
+            calls=self._calls.scoped(prefix),
+        )
+
+    def event(self, kind: str, **data: Any) -> None:
+        self._calls.event(kind, data)
+
+    def recorded(self, step: str) -> bool:
+        """Whether an earlier attempt of this job already recorded ``step``, so the raw calls
+        that led up to it need not be paid for again."""
+        return self._calls.recorded(step)
+
+    def follow_up(self, assistant: str, user: str) -> Messages:
+        """The task's messages, then an assistant turn and the user's reply to it."""
+        return (
+            *self.task.messages(self.document),
+            {"role": "assistant", "content": assistant},
+            {"role": "user", "content": user},
+        )
+
+    def generate(
+        self, *, step: str, messages: Messages, **options: Unpack[CallOptions]
+    ) -> GenerationResult:
+        """A raw engine call (free reasoning, a judge's yes/no) under the job's budget; the
+        caller records what it needs of the result in the trace. ``thinking=True`` counts its
+        completion tokens as thinking tokens too."""
+        return self._calls.generate(step=self._calls.step(step), messages=messages, **options)
+
+    def sample(
+        self,
+        *,
+        step: str,
+        n: int,
+        messages: Messages | None = None,
+        temperature: float | None = None,
+    ) -> list[ScoredCandidate]:
+        """n candidates under the task's output schema in one engine request, verified and
+        recorded (by default on the task's own messages); a step an earlier attempt of this
+        job recorded is reused, not paid for twice."""
+        return self._calls.sample(
+            step=step,
+            n=n,
+            messages=messages or self.task.messages(self.document),
+            json_schema=self.task.json_schema(),
+            temperature=temperature,
+        )
+
+    def record_synthetic(self, step: str, text: str) -> ScoredCandidate:
+        """Verify and record a candidate the strategy built itself (a vote's consensus): no
+        engine call, zero tokens; reused like any step on a retry."""
+        return self._calls.record_synthetic(step, text)
