@@ -26,6 +26,7 @@ from api.routes import (
 from api.scopes import authorize
 from ponder.errors import PonderError
 from ponder.logs import configure_logging
+from ponder.validation import validation_problems
 
 
 def create_app() -> FastAPI:
@@ -69,9 +70,7 @@ def create_app() -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Name the field and the problem; never echo the submitted values (may be PHI).
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
-        ]
+        problems = validation_problems(exc, skip="body")
         return JSONResponse(
             {"error": "invalid request: " + "; ".join(problems), "detail": {"problems": problems}},
             status_code=422,

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from ponder.models import AuditEvent, new_id, utcnow
 from ponder.pages import newest_first
+from ponder.scoping import readable_audit_events
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ def record(
 
 def record_jobs(session: Session, actor: Actor, action: str, job_ids: Iterable[str]) -> None:
     """One row per job in one statement: a page of a list is an access to every job on it."""
+    _record_each(session, actor, action, "job_id", job_ids)
+
+
+def record_batches(session: Session, actor: Actor, action: str, batch_ids: Iterable[str]) -> None:
+    """One row per batch in one statement, like ``record_jobs``."""
+    _record_each(session, actor, action, "batch_id", batch_ids)
+
+
+def _record_each(
+    session: Session, actor: Actor, action: str, column: str, ids: Iterable[str]
+) -> None:
     now = utcnow()
     rows = [
         {
@@ -58,19 +70,14 @@ def record_jobs(session: Session, actor: Actor, action: str, job_ids: Iterable[s
             "tenant_id": actor.tenant_id,
             "key_id": actor.key_id,
             "action": action,
-            "job_id": job_id,
+            column: row_id,
             "address": actor.address,
             "created_at": now,
         }
-        for job_id in job_ids
+        for row_id in ids
     ]
     if rows:
         session.execute(sa.insert(AuditEvent), rows)
-
-
-def record_batches(session: Session, actor: Actor, action: str, batch_ids: Iterable[str]) -> None:
-    for batch_id in batch_ids:
-        record(session, actor, action, batch_id=batch_id)
 
 
 def list_events(
@@ -84,7 +91,7 @@ def list_events(
     action: str | None = None,
 ) -> tuple[list[AuditEvent], str | None]:
     """The tenant's events, newest first, optionally for one job, batch or action."""
-    query = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id)
+    query = readable_audit_events(tenant_id)
     if job_id:
         query = query.where(AuditEvent.job_id == job_id)
     if batch_id:

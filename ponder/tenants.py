@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from ponder.errors import Conflict, InvalidRequest, NotFound, Unauthorized
 from ponder.models import ALL_SCOPES, ApiKey, Tenant, utcnow
 from ponder.notify.webhooks import generate_secret
+from ponder.scoping import readable_keys
 
 KEY_PREFIX = "pk_"
 LAST_USED_EVERY_S = 60.0
@@ -118,9 +119,7 @@ def tenant_by_name(*, session: Session, name: str) -> Tenant:
 def list_keys(*, session: Session, tenant_id: str) -> list[ApiKey]:
     return list(
         session.exec(
-            select(ApiKey)
-            .where(ApiKey.tenant_id == tenant_id)
-            .order_by(col(ApiKey.created_at), col(ApiKey.id))
+            readable_keys(tenant_id).order_by(col(ApiKey.created_at), col(ApiKey.id))
         ).all()
     )
 
@@ -128,8 +127,9 @@ def list_keys(*, session: Session, tenant_id: str) -> list[ApiKey]:
 def revoke_key(*, session: Session, key_id: str, tenant_id: str | None = None) -> ApiKey:
     """Revoke the key (``tenant_id``: only if it is that tenant's). Revoking twice keeps the
     first revocation time."""
-    row = session.get(ApiKey, key_id, with_for_update=True)
-    if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+    query = select(ApiKey) if tenant_id is None else readable_keys(tenant_id)
+    row = session.exec(query.where(col(ApiKey.id) == key_id).with_for_update()).first()
+    if row is None:
         raise NotFound(f"no key {key_id}")  # another tenant's key is indistinguishable
     if row.revoked_at is None:
         row.revoked_at = utcnow()

@@ -9,7 +9,8 @@ import json
 import math
 import re
 import unicodedata
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 NUL = "\x00"
 DEFAULT_MAX_DEPTH = 32
@@ -17,6 +18,25 @@ DEFAULT_MAX_DEPTH = 32
 
 class InvalidInput(ValueError):
     """Input that cannot be stored or used; the message never quotes the value."""
+
+
+class _ValidationErrors(Protocol):
+    """Pydantic's ``ValidationError`` and FastAPI's ``RequestValidationError``."""
+
+    def errors(self) -> Iterable[Any]: ...
+
+
+def validation_problems(
+    exc: _ValidationErrors, *, whole: str = "", skip: str | None = None
+) -> list[str]:
+    """Pydantic's errors as ``loc: msg``, one per error, never the input (it may be PHI).
+    ``whole`` names the object itself (an error with an empty location); ``skip`` is a
+    location part left out (FastAPI's ``body``)."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"] if skip is None or part != skip)
+        problems.append(f"{where or whole}: {error['msg']}")
+    return problems
 
 
 def parse_json(raw: bytes | str) -> Any:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlmodel import col
 
 from api.deps import SessionDep, SettingsDep
 from api.review_web.pages import CsrfRefused, SignInRequired
@@ -18,6 +19,7 @@ from api.review_web.sessions import (
     read_session,
 )
 from ponder.models import Reviewer
+from ponder.scoping import readable_reviewers
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,14 @@ def signed_in(request: Request, session: SessionDep, settings: SettingsDep) -> S
     when the cookie is missing, tampered with or expired, or its reviewer is disabled, gone,
     or has changed password since."""
     current = read_session(request, settings)
-    if current is None or not current.signed_in:
+    if current is None or not current.signed_in or current.tenant_id is None:
         raise SignInRequired(_next_path(request))
-    reviewer = session.get(Reviewer, current.reviewer_id)
+    reviewer = session.exec(
+        readable_reviewers(current.tenant_id).where(col(Reviewer.id) == current.reviewer_id)
+    ).first()
     if (
         reviewer is None
         or reviewer.disabled_at is not None
-        or reviewer.tenant_id != current.tenant_id
         or password_tag(reviewer.password_hash) != current.password_tag
     ):
         raise SignInRequired(_next_path(request))

@@ -5,6 +5,7 @@ the counts per state are always given, and the state names failures."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,20 +23,36 @@ PENDING = (JobStatus.queued.value, JobStatus.running.value)
 FAILED = (JobStatus.failed.value, JobStatus.expired.value)
 
 
-def count_items(session: Session, batch_id: str) -> tuple[dict[str, int], datetime | None]:
-    """Items per job state (every state present, zeros included) and when the first started."""
-    counts = {status.value: 0 for status in JobStatus}
-    first_started: datetime | None = None
+@dataclass
+class ItemCounts:
+    counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in JobStatus})
+    """Items per job state, every state present (zeros included)."""
+    started_at: datetime | None = None
+    """When the first item started."""
+
+
+def count_items(session: Session, batch_id: str) -> ItemCounts:
+    return count_items_of(session, [batch_id])[batch_id]
+
+
+def count_items_of(session: Session, batch_ids: list[str]) -> dict[str, ItemCounts]:
+    """The items of each batch counted per state, in one grouped query for all of them."""
+    found = {batch_id: ItemCounts() for batch_id in batch_ids}
+    if not batch_ids:
+        return found
     rows = session.execute(
-        sa.select(col(Job.status), sa.func.count(), sa.func.min(col(Job.started_at)))
-        .where(col(Job.batch_id) == batch_id)
-        .group_by(col(Job.status))
+        sa.select(
+            col(Job.batch_id), col(Job.status), sa.func.count(), sa.func.min(col(Job.started_at))
+        )
+        .where(col(Job.batch_id).in_(batch_ids))
+        .group_by(col(Job.batch_id), col(Job.status))
     ).all()
-    for status, count, started in rows:
-        counts[status] = count
-        if started is not None and (first_started is None or started < first_started):
-            first_started = started
-    return counts, first_started
+    for batch_id, status, count, started in rows:
+        items = found[batch_id]
+        items.counts[status] = count
+        if started is not None and (items.started_at is None or started < items.started_at):
+            items.started_at = started
+    return found
 
 
 def derive_status(batch: Batch, counts: dict[str, int]) -> str:
@@ -83,7 +100,7 @@ def close_batch_if_ended(*, session: Session, batch_id: str, settings: Settings)
         return False
     batch.finished_at = utcnow()
     session.add(batch)
-    counts, _ = count_items(session, batch_id)
+    counts = count_items(session, batch_id).counts
     status = derive_status(batch, counts)
     failures, failure_count = _failures(session, batch_id)
     payload = batch_payload(

@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ponder.validation import validation_problems
+
 logger = logging.getLogger(__name__)
 
 
@@ -92,10 +94,10 @@ def parse_knobs(path: Path) -> Knobs:
         return Knobs.model_validate(raw)
     except ValidationError as exc:
         text = path.read_text()
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            problems.append(f"line {_line_of(text, err['loc'])}: {where}: {err['msg']}")
+        problems = [
+            f"line {_line_of(text, err['loc'])}: {problem}"
+            for err, problem in zip(exc.errors(), validation_problems(exc), strict=True)
+        ]
         raise KnobsError(f"{path}: " + "; ".join(problems)) from exc
 
 

@@ -12,6 +12,7 @@ from ponder.errors import NotFound
 from ponder.models import DeliveryAttempt, Notification, Tenant, WebhookEndpoint, utcnow
 from ponder.notify import endpoints
 from ponder.queue import send_delivery
+from ponder.scoping import readable_notifications
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ def list_deliveries(
     *, session: Session, tenant: Tenant, job_id: str | None = None, batch_id: str | None = None
 ) -> list[Delivery]:
     """The caller checked that the job or batch is the tenant's."""
-    query = select(Notification).where(Notification.tenant_id == tenant.id)
+    query = readable_notifications(tenant.id)
     if job_id is not None:
         query = query.where(Notification.job_id == job_id)
     if batch_id is not None:
@@ -51,9 +52,11 @@ def redeliver(*, session: Session, tenant: Tenant, notification_id: str) -> Deli
     timestamp and signature. A delivery that had stopped (delivered, failed, disabled) gets
     exactly one more attempt; one still in its retry schedule keeps the rest of it."""
     row = session.exec(
-        select(Notification).where(Notification.id == notification_id).with_for_update()
+        readable_notifications(tenant.id)
+        .where(col(Notification.id) == notification_id)
+        .with_for_update()
     ).first()
-    if row is None or row.tenant_id != tenant.id:
+    if row is None:
         raise NotFound(f"no delivery {notification_id}")
     if row.endpoint_id is not None:
         endpoint = session.get(WebhookEndpoint, row.endpoint_id)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from ponder.config import Settings
 from ponder.errors import Conflict, InvalidRequest, NotFound
 from ponder.models import Tenant, WebhookEndpoint, utcnow
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url, generate_secret
+from ponder.scoping import readable_endpoints
 
 MAX_ROTATION_GRACE_S = 7 * 24 * 3600
 
@@ -42,11 +43,7 @@ def register(
 
 
 def list_endpoints(*, session: Session, tenant: Tenant) -> list[WebhookEndpoint]:
-    query = (
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.tenant_id == tenant.id, col(WebhookEndpoint.deleted_at).is_(None))
-        .order_by(col(WebhookEndpoint.created_at))
-    )
+    query = readable_endpoints(tenant.id).order_by(col(WebhookEndpoint.created_at))
     return list(session.exec(query).all())
 
 
@@ -55,8 +52,9 @@ def get_endpoint(*, session: Session, tenant: Tenant, endpoint_id: str) -> Webho
 
 
 def _owned(session: Session, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None or endpoint.tenant_id != tenant_id or endpoint.deleted_at is not None:
+    query = readable_endpoints(tenant_id).where(col(WebhookEndpoint.id) == endpoint_id)
+    endpoint = session.exec(query).first()
+    if endpoint is None:
         raise NotFound(f"no webhook endpoint {endpoint_id}")
     return endpoint
 

@@ -7,10 +7,11 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ponder.errors import Conflict, InvalidRequest
 from ponder.models import Reviewer
+from ponder.scoping import readable_reviewers
 from ponder.tenants import tenant_by_name
 from ponder.validation import InvalidInput, check_email
 
@@ -33,9 +34,7 @@ def create_reviewer(*, session: Session, tenant_name: str, email: str, password:
         raise InvalidRequest(str(exc)) from None
     if len(password) < MIN_PASSWORD_CHARS:
         raise InvalidRequest(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
-    taken = session.exec(
-        select(Reviewer).where(Reviewer.tenant_id == tenant.id, Reviewer.email == email)
-    ).first()
+    taken = session.exec(readable_reviewers(tenant.id).where(col(Reviewer.email) == email)).first()
     if taken is not None:
         raise Conflict(f"tenant {tenant_name!r} already has a reviewer {email}")
     reviewer = Reviewer(tenant_id=tenant.id, email=email, password_hash=_hasher.hash(password))
@@ -49,9 +48,8 @@ def authenticate_reviewer(
 ) -> Reviewer | None:
     """The enabled reviewer with this email (in this tenant, when given) and password, or None.
     With no tenant the email must name exactly one reviewer."""
-    query = select(Reviewer).where(Reviewer.email == email.strip().lower())
-    if tenant_id is not None:
-        query = query.where(Reviewer.tenant_id == tenant_id)
+    query = select(Reviewer) if tenant_id is None else readable_reviewers(tenant_id)
+    query = query.where(col(Reviewer.email) == email.strip().lower())
     found = list(session.exec(query).all())
     reviewer = found[0] if len(found) == 1 else None
     try:

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from ponder.models import Job, JobStatus, Review, ReviewDecision
+from ponder.scoping import readable_jobs
 
 
 def gold_from_answer(task: str, answer: dict[str, Any]) -> dict[str, Any]:
@@ -37,10 +37,10 @@ def export_gold(*, session: Session, tenant_id: str, task: str) -> Iterator[dict
     """One record per reviewed job of the task with an answer (rejections have none), oldest
     review first; purged or deleted jobs have no document left and are skipped."""
     rows = session.execute(
-        sa.select(col(Job.id), col(Job.document), col(Review.answer_after))
+        readable_jobs(tenant_id)
+        .with_only_columns(col(Job.id), col(Job.document), col(Review.answer_after))
         .join(Review, col(Review.job_id) == col(Job.id))
         .where(
-            col(Job.tenant_id) == tenant_id,
             col(Job.task) == task,
             col(Job.status) == JobStatus.reviewed.value,
             col(Job.purged_at).is_(None),

@@ -24,10 +24,11 @@ from ponder.models import Candidate, Job, JobStatus, Review, ReviewDecision, Rev
 from ponder.notify.outbox import enqueue_job_notifications
 from ponder.reviews.diff import field_diff
 from ponder.reviews.outcome import HUMAN_REVIEWED
+from ponder.scoping import readable_jobs
 from ponder.tasktypes import TaskType
 from ponder.validation import InvalidInput, check_value
 from ponder.verify import SCHEMA_VERIFIER, verify_candidate
-from tasks.locate import FoldedText, locate
+from tasks.common.locate import FoldedText, locate
 from tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
@@ -101,13 +102,10 @@ def review_queue(
     next page's cursor (None on the last page); and the count per task of the whole queue
     (filters not applied, so the counts say what waits where)."""
     now = now or utcnow()
-    base = (
-        col(Job.tenant_id) == tenant_id,
-        _awaiting_review(),
-        col(Job.deleted_at).is_(None),
-        col(Job.purged_at).is_(None),
+    waiting = readable_jobs(tenant_id).where(
+        _awaiting_review(), col(Job.deleted_at).is_(None), col(Job.purged_at).is_(None)
     )
-    query = select(Job).where(*base)
+    query = waiting
     if task:
         query = query.where(col(Job.task) == task)
     if batch_id:
@@ -149,7 +147,7 @@ def review_queue(
     counts = {
         name: int(count)
         for name, count in session.execute(
-            sa.select(col(Job.task), sa.func.count()).where(*base).group_by(col(Job.task))
+            waiting.with_only_columns(col(Job.task), sa.func.count()).group_by(col(Job.task))
         ).all()
     }
     return items, next_cursor, counts
@@ -199,7 +197,7 @@ class ReviewContext:
 
 def tenant_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool) -> Job:
     """The tenant's job; 404 for an unknown, deleted or another tenant's job."""
-    query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+    query = readable_jobs(tenant_id).where(col(Job.id) == job_id)
     if for_update:
         query = query.with_for_update()
     job = session.exec(query).first()
@@ -253,7 +251,7 @@ def open_job(
         target_id=reviewer_id,
     )
     task = TASKS[job.task]
-    trace = read_trace(session, job)
+    trace = read_trace(session, job).model_dump()
     result = job.result or {}
     candidates = [
         {

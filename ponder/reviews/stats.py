@@ -10,10 +10,10 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from ponder.models import Job, Review, ReviewDecision
+from ponder.scoping import readable_reviews
 
 Z_95 = 1.959963984540054
 """The standard normal quantile for a two-sided 95 % interval."""
@@ -53,7 +53,8 @@ def review_stats(*, session: Session, tenant_id: str, now: datetime | None = Non
     p90), ``failing_on_approved`` and ``failing_on_corrected`` (verifier → jobs where the
     machine's answer failed it, most first) and ``qa`` (the precision estimate)."""
     rows = session.execute(
-        sa.select(
+        readable_reviews(tenant_id)
+        .with_only_columns(
             col(Job.task),
             col(Review.decision),
             col(Review.seconds_to_review),
@@ -61,7 +62,6 @@ def review_stats(*, session: Session, tenant_id: str, now: datetime | None = Non
             col(Job.result)["failing_checks"],
         )
         .join(Job, col(Job.id) == col(Review.job_id))
-        .where(col(Review.tenant_id) == tenant_id)
     ).all()
     tasks: dict[str, dict[str, Any]] = {}
     for task, decision, seconds, sampled, failing in rows:
