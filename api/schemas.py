@@ -5,55 +5,61 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ponder.jobs.contract import (
+    JobBase,
+    JobNotify,
+    JobResult,
+    Selection,
+    TraceCandidate,
+    TraceStep,
+)
 from ponder.reviews.outcome import public_answer
 from ponder.storable import StorableInput
-from ponder.validation import check_email
 
 
-class JobCreate(StorableInput):
+class JobCreate(StorableInput, JobBase):
+    """``POST /v1/jobs``: the JSON body, or the multipart form's fields next to the file (the
+    file is ``document``; ``metadata`` and ``params`` are JSON text there)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(description="Task type, e.g. contract_review or medrec_extraction.")
-    document: str = Field(description="The document text.")
-    strategy: str | None = Field(
-        default=None,
-        description="A strategy name (`ponder strategies`); default: the task's default from "
-        "the knobs file, else best_of_n.",
-    )
-    n: int | None = Field(default=None, description="Samples for best_of_n (default 4).")
-    priority: int = Field(default=5, ge=0, le=9, description="0 runs first, 9 last.")
-    webhook_url: str | None = Field(
-        default=None, max_length=2048, description="Signed with the tenant's secret."
-    )
-    webhook_endpoint_id: str | None = Field(
-        default=None,
-        description="A registered endpoint (POST /v1/webhooks), signed with its own secret.",
-    )
-    email: str | None = Field(
-        default=None, max_length=254, description="One address, told when the job ends."
-    )
-    metadata: dict[str, Any] | None = Field(
-        default=None, description="Echoed back in results and notifications."
-    )
-    params: dict[str, Any] | None = Field(
-        default=None, description="Strategy parameters; `ponder strategies` lists them."
-    )
-    seed: int | None = Field(
-        default=None,
-        ge=0,
-        le=2**31 - 1,
-        description="Sampling seed for reproducible runs; sample i of a request uses seed + i.",
-    )
-    budget_tokens: int | None = Field(
-        default=None, ge=1, description="Token budget for the whole job (prompt + output)."
-    )
 
-    @field_validator("email")
-    @classmethod
-    def _one_address(cls, value: str | None) -> str | None:
-        return None if value is None else check_email(value)
+def _is_object(schema: dict[str, Any]) -> bool:
+    return any(s.get("type") == "object" for s in schema.get("anyOf", [schema]))
+
+
+def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema property as a form field: sent as text, never null."""
+    if _is_object(schema):
+        text = f"{schema.get('description', '')} A JSON object, as JSON text.".strip()
+        return {"type": "string", "description": text}
+    field = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    return {**field, **options[0]} if len(options) == 1 else field
+
+
+def _job_form_schema() -> dict[str, Any]:
+    """JobCreate's fields as a form, so a field added to JobBase is accepted here too: the
+    document is the file; a JSON object (``metadata``, ``params``) is a field of JSON text."""
+    schema = JobCreate.model_json_schema()
+    properties = {
+        "file": {"type": "string", "format": "binary", "description": "A .txt or .md file."}
+    }
+    for name, prop in schema["properties"].items():
+        if name != "document":
+            properties[name] = _form_field(prop)
+    required = ["file", *(name for name in schema.get("required", []) if name != "document")]
+    return {"type": "object", "required": required, "properties": properties}
+
+
+JOB_FORM_SCHEMA = _job_form_schema()
+"""The multipart form of ``POST /v1/jobs``."""
+JOB_FORM_JSON_FIELDS = frozenset(
+    name for name, prop in JobCreate.model_json_schema()["properties"].items() if _is_object(prop)
+)
+"""Its fields whose text is parsed as JSON before ``JobCreate`` validates the form."""
 
 
 class Tokens(BaseModel):
@@ -73,7 +79,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    result: dict[str, Any] | None
+    result: JobResult | None
     error: str | None
     tokens: Tokens
     engine_wall_s: float
@@ -94,7 +100,8 @@ class JobPublic(BaseModel):
     @model_validator(mode="after")
     def _answer_from_result(self) -> JobPublic:
         # Derived from the result in one place, so every route that returns a job agrees.
-        self.answer, self.provenance = public_answer(self.result)  # type: ignore[assignment]
+        stored = None if self.result is None else self.result.model_dump(mode="json")
+        self.answer, self.provenance = public_answer(stored)  # type: ignore[assignment]
         return self
 
 
@@ -106,10 +113,10 @@ class JobPage(BaseModel):
 class TracePublic(BaseModel):
     job_id: str
     status: str
-    strategy: dict[str, Any]
-    candidates: list[dict[str, Any]]
-    selection: dict[str, Any] | None
-    steps: list[dict[str, Any]]
+    strategy: dict[str, Any] = Field(description="The strategy's configuration frozen on the job.")
+    candidates: list[TraceCandidate]
+    selection: Selection | None = Field(description="The last selection of the run; null before.")
+    steps: list[TraceStep]
 
 
 class ErrorPublic(BaseModel):
@@ -117,10 +124,10 @@ class ErrorPublic(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class BatchCreate(StorableInput):
+class BatchCreate(StorableInput, JobNotify):
     """Options of ``POST /v1/batches``: form fields next to the file, or one ``options`` part
     holding them as a JSON object; never the query string (URLs land in access logs). The
-    items are the lines of the upload."""
+    items are the lines of the upload; who is told (``JobNotify``) gets the batch's report."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -128,17 +135,7 @@ class BatchCreate(StorableInput):
     priority: int | None = Field(
         default=None, ge=0, le=9, description="For every item; default 7, after single jobs."
     )
-    webhook_url: str | None = Field(default=None, max_length=2048)
-    webhook_endpoint_id: str | None = None
-    email: str | None = Field(
-        default=None, max_length=254, description="One address for the batch report."
-    )
     metadata: dict[str, Any] | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _one_address(cls, value: str | None) -> str | None:
-        return None if value is None else check_email(value)
 
 
 class BatchCounts(BaseModel):

@@ -26,7 +26,7 @@ from api.scopes import ActorDep
 from ponder import audit
 from ponder.audit import Actor
 from ponder.batches import service as batches
-from ponder.batches.results import iter_results
+from ponder.batches.results import BatchResultLine, iter_results
 from ponder.config import Settings
 from ponder.db import session_scope
 from ponder.errors import (
@@ -37,7 +37,7 @@ from ponder.errors import (
     UnsupportedMediaType,
 )
 from ponder.models import Tenant
-from ponder.validation import InvalidInput, parse_json
+from ponder.validation import InvalidInput, parse_json, validation_problems
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -129,9 +129,7 @@ def _options(fields: dict[str, Any]) -> BatchCreate:
     try:
         return BatchCreate.model_validate(fields)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
-        ]
+        problems = validation_problems(exc, whole="options")
         raise InvalidRequest("invalid batch options: " + "; ".join(problems)) from exc
 
 
@@ -270,7 +268,7 @@ def list_batches(
     )
     audit.record_batches(session, actor, "batch.list", [b.id for b in rows])
     return BatchPage(
-        items=[to_public(batches.summarize(session, b), settings) for b in rows],
+        items=[to_public(s, settings) for s in batches.summarize_all(session, rows)],
         next_cursor=next_cursor,
     )
 
@@ -308,7 +306,18 @@ def retry_batch(
 
 @router.get(
     "/{batch_id}/results",
-    responses={200: {"content": {"application/jsonl": {}}}, **_ERRORS},
+    # response_model puts the line's schema in the components; the 200 says it is the
+    # schema of each line of a JSON Lines body. The stream itself is returned as it is.
+    response_model=BatchResultLine,
+    responses={
+        200: {
+            "description": "One BatchResultLine per line (JSON Lines), in upload order.",
+            "content": {
+                "application/jsonl": {"schema": {"$ref": "#/components/schemas/BatchResultLine"}}
+            },
+        },
+        **_ERRORS,
+    },
     response_class=StreamingResponse,
 )
 def batch_results(

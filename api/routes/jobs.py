@@ -11,7 +11,16 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import SessionDep, SettingsDep, TenantDep
-from api.schemas import ErrorPublic, JobCreate, JobPage, JobPublic, Tokens, TracePublic
+from api.schemas import (
+    JOB_FORM_JSON_FIELDS,
+    JOB_FORM_SCHEMA,
+    ErrorPublic,
+    JobCreate,
+    JobPage,
+    JobPublic,
+    Tokens,
+    TracePublic,
+)
 from api.scopes import ActorDep
 from ponder import audit
 from ponder.audit import Actor
@@ -19,31 +28,16 @@ from ponder.config import Settings
 from ponder.db import session_scope
 from ponder.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from ponder.jobs import service as jobs
+from ponder.jobs.contract import JobResult
 from ponder.jobs.trace import read_trace
 from ponder.models import Job, Tenant
-from ponder.validation import InvalidInput, parse_json
+from ponder.validation import InvalidInput, parse_json, validation_problems
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 TEXT_SUFFIXES = (".txt", ".md")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic} for code in (400, 401, 404, 409, 413, 415, 422)
-}
-
-_MULTIPART_SCHEMA = {
-    "type": "object",
-    "required": ["task", "file"],
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "A .txt or .md file."},
-        "task": {"type": "string"},
-        "strategy": {"type": "string"},
-        "n": {"type": "integer"},
-        "priority": {"type": "integer"},
-        "webhook_url": {"type": "string"},
-        "webhook_endpoint_id": {"type": "string"},
-        "email": {"type": "string"},
-        "metadata": {"type": "string", "description": "A JSON object."},
-    },
 }
 
 
@@ -58,7 +52,7 @@ def to_public(job: Job) -> JobPublic:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        result=job.result,
+        result=None if job.result is None else JobResult.model_validate(job.result),
         error=job.error,
         tokens=Tokens(
             prompt=job.prompt_tokens,
@@ -104,9 +98,7 @@ def _validate(raw: Any) -> JobCreate:
     try:
         return JobCreate.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-        ]
+        problems = validation_problems(exc, whole="body")
         raise InvalidRequest("invalid request: " + "; ".join(problems), problems=problems) from exc
 
 
@@ -136,11 +128,11 @@ async def _from_multipart(request: Request) -> JobCreate:
     except UnicodeDecodeError as exc:
         raise UnsupportedMediaType("the uploaded file is not UTF-8 text") from exc
     fields: dict[str, Any] = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-    if "metadata" in fields:
+    for name in sorted(JOB_FORM_JSON_FIELDS & fields.keys()):
         try:
-            fields["metadata"] = parse_json(fields["metadata"])
+            fields[name] = parse_json(fields[name])
         except InvalidInput as exc:
-            raise InvalidRequest(f"metadata must be a JSON object; it is {exc}") from exc
+            raise InvalidRequest(f"{name} must be a JSON object; it is {exc}") from exc
     return _validate({**fields, "document": text})
 
 
@@ -154,7 +146,7 @@ async def _from_multipart(request: Request) -> JobCreate:
             "required": True,
             "content": {
                 "application/json": {"schema": JobCreate.model_json_schema()},
-                "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+                "multipart/form-data": {"schema": JOB_FORM_SCHEMA},
             },
         }
     },
@@ -236,7 +228,12 @@ def get_trace(job_id: str, session: SessionDep, tenant: TenantDep) -> TracePubli
     job = jobs.get_job(session=session, tenant=tenant, job_id=job_id)
     trace = read_trace(session, job)
     return TracePublic(
-        job_id=job.id, status=job.status, strategy=job.config.get("strategy", {}), **trace
+        job_id=job.id,
+        status=job.status,
+        strategy=job.config.get("strategy", {}),
+        candidates=trace.candidates,
+        selection=trace.selection,
+        steps=trace.steps,
     )
 
 

@@ -45,6 +45,40 @@ class ReviewQueuePage(BaseModel):
     counts: dict[str, int] = Field(description="Jobs awaiting review per task (no filters).")
 
 
+class ReviewOutcomes(BaseModel):
+    approved: int = Field(description="The selected answer approved as it was.")
+    approved_candidate: int = Field(description="Another candidate's answer approved as it was.")
+    corrected: int
+    rejected: int
+    total: int
+
+
+class ReviewTimes(BaseModel):
+    p50: float | None = Field(description="Median seconds from opening a job to deciding.")
+    p90: float | None
+
+
+class PrecisionEstimate(BaseModel):
+    precision: float | None = Field(
+        description="Share of QA-sampled succeeded jobs approved as is (None without a sample)."
+    )
+    low: float = Field(description="95 % Wilson interval, lower bound.")
+    high: float
+    n: int = Field(description="QA-sampled jobs reviewed.")
+
+
+class TaskReviewStats(BaseModel):
+    outcomes: ReviewOutcomes
+    review_time_s: ReviewTimes
+    failing_on_approved: dict[str, int] = Field(
+        description="Verifier → approved answers it had failed (checks that may be too strict)."
+    )
+    failing_on_corrected: dict[str, int] = Field(
+        description="Verifier → corrected answers it had failed."
+    )
+    qa: PrecisionEstimate
+
+
 class ReviewPublic(BaseModel):
     id: str
     job_id: str
@@ -129,7 +163,7 @@ def review_queue(
     )
 
 
-@router.get("/v1/reviews/stats", responses=_ERRORS)
+@router.get("/v1/reviews/stats", response_model=dict[str, TaskReviewStats], responses=_ERRORS)
 def review_stats(session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
     """Per task: outcomes, time to review, verifiers failing on approved and corrected answers,
     and the QA precision estimate with its 95 % Wilson interval."""

@@ -31,6 +31,7 @@ from ponder.config import NightlyRunSettings, Settings
 from ponder.db import session_scope
 from ponder.errors import PonderError
 from ponder.models import InboxFile, Tenant, utcnow
+from ponder.validation import validation_problems
 
 logger = logging.getLogger(__name__)
 
@@ -217,14 +218,7 @@ def _item_line(
     if "\x00" in document:
         raise FileRefused(HOLDS_NUL)
     try:
-        item = BatchItem(
-            custom_id=name,
-            task=run.task,
-            document=document,
-            strategy=run.strategy,
-            n=run.n,
-            params=run.params,
-        )
+        item = BatchItem(custom_id=name, document=document, **run.job_options())
         check_item(
             item,
             priority=settings.limits.batch_priority,
@@ -247,9 +241,7 @@ def _item_line(
 
 def _problems(exc: ValidationError) -> str:
     """Pydantic's errors by field, without the input (it may be PHI)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
-    )
+    return "; ".join(validation_problems(exc, whole="item"))
 
 
 def _submit(

@@ -12,42 +12,25 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from ponder.config import Settings
 from ponder.errors import InvalidRequest, PayloadTooLarge, PonderError
+from ponder.jobs.contract import JobContent, JobOptions
 from ponder.jobs.service import JobRequest, frozen_config
 from ponder.storable import StorableInput
-from ponder.validation import InvalidInput, parse_json
+from ponder.validation import InvalidInput, parse_json, validation_problems
 
 MAX_LISTED_IN_MESSAGE = 5
 
 
-class BatchItem(StorableInput):
-    """One line of a batch upload. Notification targets are set on the batch, not per item."""
+class BatchItem(StorableInput, JobContent, JobOptions):
+    """One line of a batch upload: a job's options and content. Its priority and who is told
+    are set once on the batch, for every item."""
 
     model_config = ConfigDict(extra="forbid")
 
     custom_id: str = Field(min_length=1, max_length=200)
     """The caller's id for the item, unique in the batch; results are matched by it."""
-    task: str
-    document: str
-    strategy: str | None = None
-    """None: the task's default (as for ``POST /v1/jobs``)."""
-    n: int | None = None
-    params: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    budget_tokens: int | None = Field(default=None, ge=1)
 
     def job_request(self, *, priority: int) -> JobRequest:
-        return JobRequest(
-            task=self.task,
-            document=self.document,
-            strategy=self.strategy,
-            n=self.n,
-            priority=priority,
-            metadata=self.metadata,
-            params=self.params,
-            budget_tokens=self.budget_tokens,
-            seed=self.seed,
-        )
+        return JobRequest(**self.model_dump(exclude={"custom_id"}), priority=priority)
 
 
 class InvalidLine(ValueError):
@@ -84,10 +67,7 @@ def parse_line(raw: bytes | None, *, max_line_bytes: int) -> BatchItem:
     try:
         return BatchItem.model_validate(value)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'line'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidLine(problems) from exc
+        raise InvalidLine("; ".join(validation_problems(exc, whole="line"))) from exc
 
 
 def check_item(

@@ -16,10 +16,11 @@ from ponder.config import Settings
 from ponder.db import session_scope, with_retries
 from ponder.engines.base import GenerationResult
 from ponder.errors import LeaseLost
+from ponder.jobs.contract import Selection, Trace, TraceCandidate, TraceStep, TraceVerdict
 from ponder.jobs.service import renew_lease
 from ponder.models import Candidate, Job, TraceEvent, Verdict
 from ponder.storable import storable, storable_text
-from ponder.strategies.base import ScoredCandidate
+from ponder.strategies.verification import ScoredCandidate
 from ponder.tasktypes import TaskType
 from ponder.verify import Verdict as VerdictValue
 
@@ -239,8 +240,8 @@ def _verdict_value(v: Verdict) -> VerdictValue:
     return VerdictValue(v.verifier, v.passed, v.score, v.required, v.weight, list(v.findings))
 
 
-def read_trace(session: Session, job: Job) -> dict[str, Any]:
-    """The whole trace of a job, for the API."""
+def read_trace(session: Session, job: Job) -> Trace:
+    """The whole trace of a job, for the API and the review workspace."""
     candidates = session.exec(
         select(Candidate)
         .where(Candidate.job_id == job.id)
@@ -251,41 +252,25 @@ def read_trace(session: Session, job: Job) -> dict[str, Any]:
         select(TraceEvent).where(TraceEvent.job_id == job.id).order_by(col(TraceEvent.seq))
     ).all()
     selection = next((e.data for e in reversed(events) if e.kind == "selection"), None)
-    return {
-        "candidates": [
-            {
-                "id": c.id,
-                "step": c.step,
-                "idx": c.idx,
-                "attempt": c.attempt,
-                "text": c.text,
-                "parsed": c.parsed,
-                "prompt_tokens": c.prompt_tokens,
-                "completion_tokens": c.completion_tokens,
-                "cached_tokens": c.cached_tokens,
-                "mean_logprob": c.mean_logprob,
-                "min_logprob": c.min_logprob,
-                "finish_reason": c.finish_reason,
-                "score": c.score,
-                "passed_required": c.passed_required,
-                "selected": c.id == job.selected_candidate_id,
-                "verdicts": [
-                    {
-                        "verifier": v.verifier,
-                        "passed": v.passed,
-                        "score": v.score,
-                        "required": v.required,
-                        "weight": v.weight,
-                        "findings": v.findings,
-                    }
+    return Trace(
+        candidates=[
+            TraceCandidate(
+                **c.model_dump(include=_CANDIDATE_COLUMNS),
+                selected=c.id == job.selected_candidate_id,
+                verdicts=[
+                    TraceVerdict.model_validate(v, from_attributes=True)
                     for v in sorted(verdicts.get(c.id, []), key=lambda v: v.verifier)
                 ],
-            }
+            )
             for c in candidates
         ],
-        "selection": selection,
-        "steps": [
-            {"seq": e.seq, "attempt": e.attempt, "kind": e.kind, "data": e.data, "at": e.created_at}
+        selection=None if selection is None else Selection.model_validate(selection),
+        steps=[
+            TraceStep(seq=e.seq, attempt=e.attempt, kind=e.kind, data=e.data, at=e.created_at)
             for e in events
         ],
-    }
+    )
+
+
+_CANDIDATE_COLUMNS = set(TraceCandidate.model_fields) - {"selected", "verdicts"}
+"""The trace shows these columns of a candidate as they are stored."""
