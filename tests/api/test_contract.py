@@ -53,8 +53,6 @@ def success_schemas(spec: dict[str, Any]) -> dict[tuple[str, str, str], dict[str
     return found
 
 
-
-
 def test_every_v1_success_answer_declares_a_typed_schema(spec):
     schemas = success_schemas(spec)
     assert len(schemas) > 30  # the walk saw the routes
