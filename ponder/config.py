@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ponder.jobs.contract import JobNotify, JobOptions
 
 
 def default_cache_dir() -> Path:
@@ -65,7 +67,28 @@ class WorkerSettings(BaseModel):
     claimable again after it."""
     heartbeat_s: int = 15
     max_attempts: int = 3
-    """Deliveries of one job before it is failed as poison instead of looping."""
+    """Runs of one job charged to the job before it is failed instead of looping: a run that
+    lost its worker with no other job in flight there (an isolated death), or one that found
+    the engine unavailable. A death in a crowd (other jobs in flight on the same worker) and
+    a graceful preemption (SIGTERM) are not charged."""
+    crowd_deaths_before_quarantine: int = Field(default=2, ge=0)
+    """Deaths in a crowd after which the job runs only in quarantine: on the ``quarantine``
+    queue, served by a worker that runs one job at a time, where a death can only be its own.
+    0 turns quarantine off (a job dying in crowds is then bounded by ``max_runs`` alone)."""
+    max_runs: int = Field(default=10, ge=1)
+    """Ceiling on the runs of one job, whatever ended them (crowd deaths included; graceful
+    preemptions excluded): bounds the cost of a job that keeps dying with other jobs."""
+    shutdown_grace_s: float = Field(default=20.0, gt=0, lt=30)
+    """On SIGTERM the worker stops claiming and gives its runs back to the queue (leases
+    released, attempts not counted) within this many seconds; below Kubernetes' default
+    ``terminationGracePeriodSeconds`` (30 s), which the manifests set to match."""
+    quarantine_wait_alert_s: int = 600
+    """A quarantined job still waiting after this long is logged as an error at each re-send
+    (no worker serves the ``quarantine`` queue?)."""
+    test_poison_marker: str = ""
+    """Test-only: a run whose document contains this text kills its worker process (SIGKILL)
+    a second after its claim, every time (the soak's and the fault suite's poison job).
+    Empty turns it off; refused in production."""
     metrics_port: int = 0
     """The worker's Prometheus endpoint (engine requests in flight); 0 turns it off."""
     retry_base_s: float = 5.0
@@ -79,6 +102,15 @@ class WorkerSettings(BaseModel):
     """The time zone beat reads cron expressions in (``nightly[].cron``)."""
     requeue_after_s: int = 120
     """A ``queued`` job untouched this long is sent to the broker again by the reconciler."""
+
+    @model_validator(mode="after")
+    def _ceiling_above_the_poison_path(self) -> WorkerSettings:
+        if self.max_runs < self.crowd_deaths_before_quarantine + self.max_attempts:
+            raise ValueError(
+                "worker.max_runs must be at least crowd_deaths_before_quarantine + max_attempts, "
+                "or a poison job is stopped by the ceiling before quarantine can convict it"
+            )
+        return self
 
 
 class LimitSettings(BaseModel):
@@ -174,8 +206,10 @@ class NotifySettings(BaseModel):
         return len(self.webhook_retry_schedule_s) + 1
 
 
-class NightlyRunSettings(BaseModel):
-    """One scheduled run: every file new in ``inbox`` becomes an item of one batch."""
+class NightlyRunSettings(JobNotify, JobOptions):
+    """One scheduled run: every file new in ``inbox`` becomes an item of one batch, with this
+    run's job options (``task``, ``strategy``, ``n``, ``params``, ``seed``, ``budget_tokens``,
+    as in ``POST /v1/jobs``); ``email`` and the webhook get the batch's report."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     """Names the beat entry and the batch; a file's content hash is remembered per name."""
@@ -187,10 +221,6 @@ class NightlyRunSettings(BaseModel):
     inbox: Path
     archive: Path | None = None
     """Where processed files are moved; default ``<inbox>/archive``."""
-    task: str
-    strategy: str = "best_of_n"
-    n: int | None = None
-    params: dict[str, Any] | None = None
     suffixes: list[str] = Field(default_factory=lambda: [".txt", ".md"])
     min_age_s: float = 60.0
     """Files changed more recently than this are left for the next run (still being written)."""
@@ -198,10 +228,6 @@ class NightlyRunSettings(BaseModel):
     """A larger inbox file is refused (listed in the report) without being read: at most this
     many bytes plus one are ever read from a file. The default holds any document that
     ``limits.max_document_chars`` (100 000 characters, at most 4 bytes each) accepts."""
-    email: str | None = None
-    """Where the batch report goes."""
-    webhook_endpoint_id: str | None = None
-    webhook_url: str | None = None
 
     @property
     def archive_dir(self) -> Path:
@@ -214,14 +240,6 @@ class NightlyRunSettings(BaseModel):
 
         parse_cron(value)  # raises ValueError naming the problem
         return value
-
-    @field_validator("email")
-    @classmethod
-    def _one_address(cls, value: str | None) -> str | None:
-        """The report goes to one address, as a job's or a batch's email does."""
-        from ponder.validation import check_email
-
-        return None if value is None else check_email(value)
 
 
 class CostSettings(BaseModel):
@@ -350,6 +368,8 @@ class Settings(BaseSettings):
                 "broker.visibility_timeout_s must exceed worker.job_time_limit_s, "
                 "or the broker redelivers jobs that are still running"
             )
+        if self.environment == "production" and self.worker.test_poison_marker:
+            raise ValueError("worker.test_poison_marker is a test hook: empty it in production")
         if self.environment == "production" and not self.review.session_secret:
             # Last: the checks above name more urgent problems of the same settings.
             raise ValueError("review.session_secret must be set in production")

@@ -147,6 +147,19 @@ class Job(SQLModel, table=True):
     lease_token: int = 0
     """Fencing token: incremented by every claim; writes carry it and fail if it moved on."""
     lease_expires_at: datetime | None = _ts()
+    crowd_deaths: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    """Runs that lost their worker while other jobs were in flight on it: not charged."""
+    lone_deaths: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    """Runs that lost their worker with no other job in flight on it: charged as attempts."""
+    died_on: str | None = Field(default=None, sa_column=sa.Column(sa.String(200)))
+    """The worker (``host:pid:boot``) of the last run that died: the crowd of a later death
+    on that worker is counted from it (ponder/jobs/deaths.py)."""
+    quarantined_at: datetime | None = _ts()
+    """When the job was put in quarantine: it then runs only on the ``quarantine`` queue."""
     cancel_requested: bool = False
     created_at: datetime = _created()
     enqueued_at: datetime | None = _ts()

@@ -16,6 +16,7 @@ from ponder.config import Settings, get_settings
 from ponder.ops.cron import parse_cron
 
 RUN_JOB = "ponder.run_job"
+RUN_QUARANTINED = "ponder.run_quarantined"
 DELIVER = "ponder.deliver_notification"
 RECONCILE = "ponder.reconcile"
 CHECK_ALERTS = "ponder.check_alerts"
@@ -24,6 +25,8 @@ NIGHTLY_RUN = "ponder.nightly_run"
 PURGE_EXPIRED = "ponder.purge_expired"
 
 REASONING_QUEUE = "reasoning"
+QUARANTINE_QUEUE = "quarantine"
+"""Jobs that died with their worker in crowds run here, one at a time (docs/reliability.md)."""
 NOTIFY_QUEUE = "notify"
 DEFAULT_QUEUE = "default"
 
@@ -36,10 +39,16 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_ignore_result=True,
-        task_queues=[Queue(REASONING_QUEUE), Queue(NOTIFY_QUEUE), Queue(DEFAULT_QUEUE)],
+        task_queues=[
+            Queue(REASONING_QUEUE),
+            Queue(QUARANTINE_QUEUE),
+            Queue(NOTIFY_QUEUE),
+            Queue(DEFAULT_QUEUE),
+        ],
         task_default_queue=DEFAULT_QUEUE,
         task_routes={
             RUN_JOB: {"queue": REASONING_QUEUE},
+            RUN_QUARANTINED: {"queue": QUARANTINE_QUEUE},
             DELIVER: {"queue": NOTIFY_QUEUE},
             RECONCILE: {"queue": DEFAULT_QUEUE},
             CHECK_ALERTS: {"queue": DEFAULT_QUEUE},
@@ -99,6 +108,10 @@ def celery_app() -> Celery:
 
 def send_run_job(job_id: str, priority: int, **options: Any) -> None:
     celery_app().send_task(RUN_JOB, args=[job_id], priority=priority, **options)
+
+
+def send_quarantined(job_id: str) -> None:
+    celery_app().send_task(RUN_QUARANTINED, args=[job_id])
 
 
 def send_dispatch_batch(batch_id: str) -> None:

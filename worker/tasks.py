@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 
@@ -28,6 +29,8 @@ from ponder.queue import (
     PURGE_EXPIRED,
     RECONCILE,
     RUN_JOB,
+    RUN_QUARANTINED,
+    send_quarantined,
     send_run_job,
 )
 from worker.app import app
@@ -36,8 +39,14 @@ from worker.engine import get_engine
 logger = logging.getLogger(__name__)
 
 
+_BOOT = secrets.token_hex(3)
+"""Tells this process from a predecessor with the same host and pid (a restarted container)."""
+
+
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    """The lease owner ``host:pid:boot:thread``; all but the thread names the worker process,
+    whose other runs are the crowd of a death (ponder/jobs/deaths.py)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_BOOT}:{threading.get_ident()}"
 
 
 @app.task(name=RUN_JOB, bind=True, max_retries=None)
@@ -46,6 +55,9 @@ def run_job_task(self: Task, job_id: str) -> str:
     turn = _fair_turn(job_id)
     run_id = job_id if turn is None else turn.job_id
     outcome = run_job(job_id=run_id, engine=get_engine(settings), settings=settings, owner=_owner())
+    if outcome.status == "quarantine":
+        send_quarantined(run_id)  # it runs only alone now
+        return outcome.status
     if outcome.retry_in_s is None:
         return outcome.status
     # Attempts are bounded in PostgreSQL, not here.
@@ -54,6 +66,24 @@ def run_job_task(self: Task, job_id: str) -> str:
     if outcome.status != "busy":  # busy: another run holds the job; its own message remains
         send_run_job(turn.job_id, turn.priority, countdown=outcome.retry_in_s)
     return outcome.status
+
+
+@app.task(name=RUN_QUARANTINED, bind=True, max_retries=None)
+def run_quarantined_task(self: Task, job_id: str) -> str:
+    """The quarantine queue's: served by a worker that runs one job at a time
+    (``-Q quarantine -c 1``), so a death there is the job's own. No fair-share swap: only
+    quarantined jobs run here."""
+    settings = get_settings()
+    outcome = run_job(
+        job_id=job_id,
+        engine=get_engine(settings),
+        settings=settings,
+        owner=_owner(),
+        isolated=True,
+    )
+    if outcome.retry_in_s is None:
+        return outcome.status
+    raise self.retry(countdown=outcome.retry_in_s)
 
 
 def _fair_turn(job_id: str) -> jobs.FairTurn | None:

@@ -13,14 +13,14 @@ from datetime import datetime
 from typing import IO, Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from ponder.batches.state import FAILED, close_batch_if_ended, count_items, derive_status
+from ponder.batches.state import FAILED, close_batch_if_ended, count_items_of, derive_status
 from ponder.batches.upload import check_upload, iter_lines, parse_line
 from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound
+from ponder.idempotency import create_once
 from ponder.jobs import state as job_state
 from ponder.jobs.service import capped_priority, frozen_config, knobs_store
 from ponder.models import Batch, Job, JobStatus, Tenant, utcnow
@@ -28,6 +28,7 @@ from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
 from ponder.pages import newest_first
 from ponder.queue import send_dispatch_batch, send_run_job
+from ponder.scoping import readable_batches
 
 logger = logging.getLogger(__name__)
 
@@ -75,33 +76,24 @@ def create_batch(
     check = check_upload(upload, priority=priority, tenant_name=tenant.name, settings=settings)
     options_json = json.dumps(asdict(options), sort_keys=True, default=str)
     fingerprint = hashlib.sha256(f"{check.sha256}|{options_json}".encode()).hexdigest()
-    if idempotency_key and (existing := _by_key(session, tenant.id, idempotency_key)):
-        return _same_upload(existing, fingerprint), False
-    try:
-        with session.begin_nested():  # a concurrent twin with the same key loses cleanly
-            batch = new_batch(session=session, tenant=tenant, options=options, settings=settings)
-            batch.idempotency_key, batch.request_hash = idempotency_key, fingerprint
-            session.flush()
-    except IntegrityError:
-        if idempotency_key and (existing := _by_key(session, tenant.id, idempotency_key)):
-            return _same_upload(existing, fingerprint), False
-        raise
+    batch, created = create_once(
+        session=session,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        same_key=readable_batches(tenant.id).where(col(Batch.idempotency_key) == idempotency_key),
+        create=functools.partial(
+            new_batch, session=session, tenant=tenant, options=options, settings=settings
+        ),
+        what="batch",
+    )
+    if not created:
+        return batch, False
+    session.flush()  # the items' rows refer to the batch's
     insert_items(
         session=session, batch=batch, upload=upload, tenant_name=tenant.name, settings=settings
     )
     logger.info("batch %s created with %d items", batch.id, batch.item_count)
     return batch, True
-
-
-def _by_key(session: Session, tenant_id: str, key: str) -> Batch | None:
-    query = select(Batch).where(Batch.tenant_id == tenant_id, Batch.idempotency_key == key)
-    return session.exec(query).first()
-
-
-def _same_upload(existing: Batch, fingerprint: str) -> Batch:
-    if existing.request_hash != fingerprint:
-        raise Conflict("Idempotency-Key was already used for a different batch; use a new key")
-    return existing
 
 
 def new_batch(
@@ -188,21 +180,31 @@ def dispatch(*, session: Session, batch_id: str) -> int:
 
 
 def get_batch(*, session: Session, tenant: Tenant, batch_id: str) -> Batch:
-    batch = session.get(Batch, batch_id)
-    if batch is None or batch.tenant_id != tenant.id:
+    batch = session.exec(readable_batches(tenant.id).where(col(Batch.id) == batch_id)).first()
+    if batch is None:
         raise NotFound(f"no batch {batch_id}")  # another tenant's batch is indistinguishable
     return batch
 
 
 def summarize(session: Session, batch: Batch) -> BatchSummary:
-    counts, started_at = count_items(session, batch.id)
-    return BatchSummary(batch, derive_status(batch, counts), counts, started_at)
+    return summarize_all(session, [batch])[0]
+
+
+def summarize_all(session: Session, batches: list[Batch]) -> list[BatchSummary]:
+    """Each batch with its counts, from one grouped query for all of them (a page of a list)."""
+    found = count_items_of(session, [b.id for b in batches])
+    summaries = []
+    for batch in batches:
+        items = found[batch.id]
+        status = derive_status(batch, items.counts)
+        summaries.append(BatchSummary(batch, status, items.counts, items.started_at))
+    return summaries
 
 
 def list_batches(
     *, session: Session, tenant: Tenant, limit: int, cursor: str | None = None
 ) -> tuple[list[Batch], str | None]:
-    query = select(Batch).where(Batch.tenant_id == tenant.id)
+    query = readable_batches(tenant.id)
     return newest_first(session, query, Batch, limit=limit, cursor=cursor)
 
 
@@ -247,6 +249,8 @@ def retry_failed(*, session: Session, tenant: Tenant, batch_id: str) -> tuple[Ba
             col(Job.purged_at).is_(None),
             to=JobStatus.queued,
             attempts=0,  # the retry gets the full attempt budget again
+            crowd_deaths=0,  # charged = attempts - crowd deaths: both start again
+            lone_deaths=0,  # (quarantined_at stays: a job convicted once runs alone again)
             error=None,
             result=None,
             selected_candidate_id=None,

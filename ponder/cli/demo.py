@@ -14,7 +14,14 @@ from typing import Any
 import httpx
 
 from ponder.cli.devservers import SmtpSink, WebhookReceiver, free_port
-from ponder.cli.localrun import ROOT, start_api, start_worker, stop, wait_ready
+from ponder.cli.localrun import (
+    ROOT,
+    start_api,
+    start_quarantine_worker,
+    start_worker,
+    stop,
+    wait_ready,
+)
 from ponder.config import get_settings
 from ponder.db import session_scope
 from ponder.notify.webhooks import sign
@@ -47,6 +54,7 @@ def run_demo(*, n: int = 4, timeout_s: float = 900.0) -> int:
     worker_log = open(logdir / "worker.log", "wb")  # noqa: SIM115
     api = start_api(env, port, api_log)
     worker = start_worker(env, worker_log)
+    quarantine = start_quarantine_worker(env, worker_log)
     print(f"api on {base}, worker started; logs in {logdir}")
     try:
         wait_ready(base)
@@ -85,6 +93,7 @@ def run_demo(*, n: int = 4, timeout_s: float = 900.0) -> int:
         return 0 if all_ended and ok else 1
     finally:
         stop(worker)
+        stop(quarantine)
         stop(api)
         receiver.stop()
         smtp.stop()

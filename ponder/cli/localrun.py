@@ -52,6 +52,16 @@ def start_worker(
     )
 
 
+def start_quarantine_worker(
+    env: Mapping[str, str], log: IO[bytes], *, name: str = "quarantine"
+) -> subprocess.Popen[bytes]:
+    """The worker of the ``quarantine`` queue: one job at a time, so that a job that died with
+    its worker in crowds is convicted (or cleared) by a run of its own (ponder/jobs/deaths.py).
+    Without one, quarantined jobs wait (logged as an error after
+    ``worker.quarantine_wait_alert_s``; ``ponder_queue_depth{queue="quarantine"}``)."""
+    return start_worker(env, log, queues="quarantine", concurrency=1, name=name)
+
+
 def wait_ready(base_url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -4,6 +4,8 @@ outcome and the outbox rows in one transaction. The Celery task is a thin wrappe
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 import traceback
@@ -22,18 +24,19 @@ from ponder.engines.base import (
     EngineUnavailable,
 )
 from ponder.errors import LeaseLost
+from ponder.jobs import preemption
 from ponder.jobs import service as jobs
-from ponder.jobs.trace import CancelRequested, PostgresRecorder
+from ponder.jobs.contract import CandidateSummary, FailingCheck, JobResult
+from ponder.jobs.deaths import worker_of
+from ponder.jobs.preemption import Preempted, PreemptibleRecorder
+from ponder.jobs.trace import CancelRequested
 from ponder.models import Job, JobStatus
 from ponder.storable import storable, storable_text
 from ponder.strategies import STRATEGIES
-from ponder.strategies.base import (
-    BudgetExhausted,
-    StrategyConfig,
-    StrategyContext,
-    StrategyOutcome,
-    outcome_from,
-)
+from ponder.strategies.budget import BudgetExhausted, TokenLedger
+from ponder.strategies.config import StrategyConfig
+from ponder.strategies.context import StrategyContext
+from ponder.strategies.selection import StrategyOutcome, outcome_from
 from ponder.tasktypes import TaskType
 from ponder.verify import failing_checks
 from tasks.registry import TASKS
@@ -44,7 +47,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RunOutcome:
     status: str
-    """The job's status after this run, or ``busy`` / ``lease_lost`` / ``retry``."""
+    """The job's status after this run, or ``busy`` / ``lease_lost`` / ``retry`` /
+    ``quarantine`` (send it to the quarantine queue) / ``preempted`` (given back)."""
     retry_in_s: float | None = None
 
 
@@ -83,9 +87,15 @@ class _Heartbeat:
                 self._engine.abort_job(job_id)
 
 
-def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
+def run_job(
+    *, job_id: str, engine: Engine, settings: Settings, owner: str, isolated: bool = False
+) -> RunOutcome:
+    """``isolated``: this worker runs one job at a time (the quarantine queue's)."""
+    if preemption.requested():
+        # Shutting down: claim nothing; the task sends the message again.
+        return RunOutcome("preempted", retry_in_s=0.0)
     try:
-        return _run(job_id=job_id, engine=engine, settings=settings, owner=owner)
+        return _run(job_id=job_id, engine=engine, settings=settings, owner=owner, isolated=isolated)
     except DatabaseUnavailable:
         # Nothing more can be written; the lease expires and the reconciler sends the job
         # again, and the next run reuses the steps that were recorded.
@@ -93,17 +103,23 @@ def run_job(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> R
         return RunOutcome("database_unavailable")
 
 
-def _claim(job_id: str, owner: str, settings: Settings) -> tuple[jobs.Claim, Job | None]:
+def _claim(
+    job_id: str, owner: str, settings: Settings, isolated: bool
+) -> tuple[jobs.Claim, Job | None]:
     def work(retrying: bool) -> tuple[jobs.Claim, Job | None]:
         with session_scope() as session:
-            claim = jobs.claim(session=session, job_id=job_id, owner=owner, settings=settings)
+            claim = jobs.claim(
+                session=session, job_id=job_id, owner=owner, settings=settings, isolated=isolated
+            )
             return claim, session.get(Job, job_id) if claim.outcome == "claimed" else None
 
     return with_retries(work, what=f"job {job_id}: claim")
 
 
-def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunOutcome:
-    claim, job = _claim(job_id, owner, settings)
+def _run(
+    *, job_id: str, engine: Engine, settings: Settings, owner: str, isolated: bool
+) -> RunOutcome:
+    claim, job = _claim(job_id, owner, settings, isolated)
     if claim.outcome == "busy":
         logger.info(
             "job %s: claim refused, another run holds the lease; retry in %.0fs",
@@ -116,20 +132,32 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
     logger.info("job %s attempt %d claimed by %s", job_id, claim.attempt, owner)
     task = TASKS[job.task]
     config = StrategyConfig.model_validate(job.config["strategy"])
-    recorder = PostgresRecorder(
+    recorder = PreemptibleRecorder(
         job_id=job_id, token=claim.token, attempt=claim.attempt, task=task, settings=settings
     )
     started = time.monotonic()
     try:
-        with _Heartbeat(job_id, claim.token, settings, engine):
+        with (
+            preemption.in_flight(job_id, claim.token, owner, engine),
+            _Heartbeat(job_id, claim.token, settings, engine),
+        ):
             recorder.event("started", {"attempt": claim.attempt, "strategy": config.model_dump()})
-            ctx = StrategyContext(
+            if claim.quarantined:
+                recorder.event("quarantine_run", {"worker": worker_of(owner), "alone": isolated})
+            marker = settings.worker.test_poison_marker
+            if marker and marker in job.document:
+                _die_as_poison(job_id)
+            ctx = StrategyContext.for_job(
                 job_id=job_id,
                 task=task,
                 document=job.document,
                 config=config,
                 engine=engine,
                 recorder=recorder,
+                # The budget is the whole job's: what earlier attempts paid is spent already.
+                ledger=TokenLedger(
+                    spent=job.prompt_tokens + job.completion_tokens, thinking=job.thinking_tokens
+                ),
                 judges=_judges_frozen(task, job.config),
                 time_limit_s=settings.worker.job_time_limit_s,
             )
@@ -137,7 +165,7 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
                 outcome = STRATEGIES[config.name].run(ctx)
             except BudgetExhausted as exc:
                 # Finish with what the budget bought; unverified means needs_review.
-                ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.tokens_spent)
+                ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.budget.spent)
                 outcome = outcome_from(ctx.candidates, ctx, stopped_by="budget")
             except EngineAborted:
                 recorder.check()  # raises LeaseLost or CancelRequested: why it was aborted
@@ -149,8 +177,15 @@ def _run(*, job_id: str, engine: Engine, settings: Settings, owner: str) -> RunO
                 # ends the run with the candidates already verified, not as a failed job.
                 ctx.event("engine_stop", reason=f"the engine refused a follow-up request: {exc}")
                 outcome = outcome_from(ctx.candidates, ctx, stopped_by="engine_refused")
-            recorder.check()
+            try:
+                recorder.check()
+            except Preempted:
+                pass  # the outcome is complete: write it rather than give the job back
         return _finish(job_id, claim.token, outcome, settings, time.monotonic() - started)
+    except Preempted:
+        if not preemption.release(job_id, claim.token, owner):
+            return RunOutcome("lease_lost")  # released already (past half the grace period)
+        return RunOutcome("preempted")
     except LeaseLost:
         logger.warning("job %s: lease lost; this run stops without writing", job_id)
         return RunOutcome("lease_lost")
@@ -219,15 +254,15 @@ def _finish(
         checks = [*checks, UNSTORABLE_CHECK]
         if status == JobStatus.succeeded:
             status = JobStatus.needs_review
-    result: dict[str, Any] = {
-        "output": stored_output,
-        "selected": selected.summary() if selected is not None else None,
-        "rationale": outcome.rationale.get("reason"),
-        "failing_checks": checks,
-        "wall_s": round(wall_s, 3),
-    }
-    result["summary"] = _summary(status.value, result)
-    result = storable(result)  # findings and the rationale may quote the answer
+    typed = JobResult(
+        output=stored_output,
+        selected=None if selected is None else CandidateSummary.model_validate(selected.summary()),
+        rationale=outcome.rationale.get("reason"),
+        failing_checks=[FailingCheck.model_validate(check) for check in checks],
+        wall_s=round(wall_s, 3),
+        summary=_summary(status.value, stored_output, checks),
+    )
+    result = storable(typed.model_dump())  # findings and the rationale may quote the answer
 
     def work(session: Session, job: Job) -> None:
         jobs.finish(
@@ -270,13 +305,12 @@ def _ending(job_id: str, token: int, work: Callable[[Session, Job], None]) -> st
     return with_retries(attempt, what=f"job {job_id}: end")
 
 
-def _summary(status: str, result: dict[str, Any]) -> str:
-    output = result["output"] or {}
-    items = next((len(v) for v in output.values() if isinstance(v, list)), None)
+def _summary(status: str, output: dict[str, Any] | None, checks: list[dict[str, Any]]) -> str:
+    items = next((len(v) for v in (output or {}).values() if isinstance(v, list)), None)
     found = f"{items} item(s)" if items is not None else "an answer"
     if status == "succeeded":
         return f"{found}; passed every required check"
-    failing = ", ".join(f["verifier"] for f in result["failing_checks"]) or "none"
+    failing = ", ".join(f["verifier"] for f in checks) or "none"
     return f"{found}; needs review, failing checks: {failing}"
 
 
@@ -293,8 +327,18 @@ def _end_with(
     return RunOutcome(ended)
 
 
+def _die_as_poison(job_id: str) -> None:
+    """Test-only (``worker.test_poison_marker``, refused in production): this input kills the
+    worker process, as an engine crash on it would, a second in so its neighbours are in
+    flight."""
+    logger.error("job %s: test poison marker; this worker process dies in 1 s", job_id)
+    time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settings) -> RunOutcome:
-    if claim.attempt >= settings.worker.max_attempts:
+    # Charged: runs less deaths in a crowd, which were not the job's doing.
+    if claim.charged >= settings.worker.max_attempts or claim.attempt >= settings.worker.max_runs:
         return _end_with(
             job_id,
             claim.token,

@@ -7,21 +7,23 @@ import functools
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from pydantic import ConfigDict, ValidationError
 from sqlmodel import Session, col, select
 
 from ponder.batches.state import close_batch_if_ended
 from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from ponder.idempotency import create_once
+from ponder.jobs import deaths
 from ponder.jobs import state as job_state
+from ponder.jobs.contract import JobBase
 from ponder.jobs.knobs import KnobsStore
 from ponder.models import Job, JobStatus, Tenant, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
@@ -30,34 +32,25 @@ from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
 from ponder.pages import newest_first
 from ponder.queue import send_run_job
 from ponder.reviews.sampling import is_sampled
+from ponder.scoping import readable_jobs
 from ponder.strategies import STRATEGIES
-from ponder.strategies.base import MIN_USEFUL_OUTPUT_TOKENS, StrategyConfig
-from ponder.validation import is_blank
+from ponder.strategies.budget import MIN_USEFUL_OUTPUT_TOKENS
+from ponder.strategies.config import StrategyConfig
+from ponder.validation import is_blank, validation_problems
 from tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """A validated-shape submission (types checked by the API schema; limits checked here)."""
+class JobRequest(JobBase):
+    """A submission as the service takes it: ``JobBase``'s fields, their types checked; the
+    limits, the task and the strategy are checked by ``frozen_config``."""
 
-    task: str
-    document: str
-    strategy: str | None = None
-    """None: the task's default from the knobs file, else best_of_n."""
-    n: int | None = None
-    priority: int = 5
-    webhook_url: str | None = None
-    webhook_endpoint_id: str | None = None
-    email: str | None = None
-    metadata: dict[str, Any] | None = None
-    params: dict[str, Any] | None = None
-    budget_tokens: int | None = None
-    seed: int | None = None
+    model_config = ConfigDict(frozen=True)
 
     def fingerprint(self) -> str:
-        canonical = json.dumps(self.__dict__, sort_keys=True, default=str)
+        """Stable for the same fields: an idempotent replay must send the same request."""
+        canonical = json.dumps(self.model_dump(), sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -111,9 +104,7 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
     try:
         params = strategy.validate_params(request.params)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(validation_problems(exc))
         raise InvalidRequest(
             f"invalid params for strategy {strategy.name}: {problems}; "
             f"valid parameters: {', '.join(strategy.parameter_help()) or 'none'}"
@@ -139,7 +130,10 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
         "strategy": config.model_dump(),
         "model": settings.model_path if settings.engine.kind == "vllm" else settings.engine.model,
         "engine": settings.engine.kind,
-        "verifiers": ["schema", *task.verifier_names()],
+        "verifiers": [
+            "schema",
+            *task.verifier_names(judges=task.judges_enabled(settings.tasks.judge_verifiers)),
+        ],
         "template": task.template,
         "template_version": task.template_version(),
     }
@@ -158,14 +152,17 @@ def _with_task_defaults(request: JobRequest, settings: Settings) -> JobRequest:
     knobs = knobs_store(settings.knobs_file).current().for_task(request.task)
     strategy = request.strategy or knobs.strategy or "best_of_n"
     same = strategy == knobs.strategy
-    return replace(
-        request,
-        strategy=strategy,
-        n=request.n if request.n is not None else (knobs.n if same else None),
-        params=request.params if request.params is not None else (knobs.params if same else None),
-        budget_tokens=request.budget_tokens
-        if request.budget_tokens is not None
-        else knobs.budget_tokens,
+    return request.model_copy(
+        update={
+            "strategy": strategy,
+            "n": request.n if request.n is not None else (knobs.n if same else None),
+            "params": request.params
+            if request.params is not None
+            else (knobs.params if same else None),
+            "budget_tokens": request.budget_tokens
+            if request.budget_tokens is not None
+            else knobs.budget_tokens,
+        }
     )
 
 
@@ -186,55 +183,40 @@ def submit(
     config = frozen_config(request, settings, tenant.name)
     endpoint_id = usable_endpoint_id(session, tenant.id, request.webhook_endpoint_id)
     fingerprint = request.fingerprint()
-    if idempotency_key:
-        existing = _by_idempotency_key(session, tenant.id, idempotency_key)
-        if existing is not None:
-            return _same_request(existing, fingerprint), False
-    job = Job(
-        tenant_id=tenant.id,
-        task=request.task,
-        priority=config["strategy"]["priority"],  # capped for the tenant
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        config=config,
-        document=request.document,
-        metadata_=request.metadata,
-        webhook_url=request.webhook_url,
-        webhook_endpoint_id=endpoint_id,
-        email=request.email,
-        enqueued_at=utcnow(),
-    )
-    if not idempotency_key:
+
+    def add_job() -> Job:
+        job = Job(
+            tenant_id=tenant.id,
+            task=request.task,
+            priority=config["strategy"]["priority"],  # capped for the tenant
+            request_hash=fingerprint,
+            config=config,
+            document=request.document,
+            metadata_=request.metadata,
+            webhook_url=request.webhook_url,
+            webhook_endpoint_id=endpoint_id,
+            email=request.email,
+            enqueued_at=utcnow(),
+        )
         session.add(job)
+        return job
+
+    job, created = create_once(
+        session=session,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        same_key=readable_jobs(tenant.id).where(col(Job.idempotency_key) == idempotency_key),
+        create=add_job,
+        what="request",
+    )
+    if created:
         after_commit(session, lambda: send_run_job(job.id, job.priority))
-        return job, True
-    try:
-        with session.begin_nested():  # a concurrent twin with the same key loses cleanly
-            session.add(job)
-    except IntegrityError:
-        existing = _by_idempotency_key(session, tenant.id, idempotency_key or "")
-        if existing is None:
-            raise
-        return _same_request(existing, fingerprint), False
-    after_commit(session, lambda: send_run_job(job.id, job.priority))
-    return job, True
-
-
-def _by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
-    return session.exec(
-        select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
-    ).first()
-
-
-def _same_request(existing: Job, fingerprint: str) -> Job:
-    if existing.request_hash != fingerprint:
-        raise Conflict("Idempotency-Key was already used for a different request; use a new key")
-    return existing
+    return job, created
 
 
 def get_job(*, session: Session, tenant: Tenant, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.tenant_id != tenant.id:
+    job = session.exec(readable_jobs(tenant.id).where(col(Job.id) == job_id)).first()
+    if job is None:
         raise NotFound(f"no job {job_id}")  # another tenant's job is indistinguishable
     return job
 
@@ -249,7 +231,7 @@ def list_jobs(
     cursor: str | None,
 ) -> tuple[list[Job], str | None]:
     """Newest first; the cursor is the (created_at, id) of the last row of the page."""
-    query = select(Job).where(Job.tenant_id == tenant.id)
+    query = readable_jobs(tenant.id)
     if status:
         if status not in {s.value for s in JobStatus}:
             raise InvalidRequest(f"unknown status; valid: {', '.join(s.value for s in JobStatus)}")
@@ -282,20 +264,62 @@ def cancel(*, session: Session, tenant: Tenant, job_id: str, settings: Settings)
 class Claim:
     outcome: str
     """``claimed``; ``ended`` (terminal, nothing to do); ``busy`` (another live run holds the
-    lease); ``exhausted`` (attempts used up: the job was failed)."""
+    lease); ``exhausted`` (runs charged to the job used up: it was failed); ``quarantine``
+    (the job runs only alone: send it to the quarantine queue)."""
     token: int = 0
     attempt: int = 0
     retry_in_s: float = 0.0
+    charged: int = 0
+    """Runs charged to the job, this one included: attempts less deaths in a crowd."""
+    quarantined: bool = False
 
 
-def claim(*, session: Session, job_id: str, owner: str, settings: Settings) -> Claim:
-    """Take the job's lease in one conditional UPDATE, so two runs can never both hold it."""
+def claim(
+    *, session: Session, job_id: str, owner: str, settings: Settings, isolated: bool = False
+) -> Claim:
+    """Take the job's lease. The row is locked first, so a death found here (a run whose
+    lease expired) is counted once; the lease is then taken by one conditional UPDATE, so two
+    runs can never both hold it. ``isolated``: the caller runs one job at a time (the
+    quarantine worker); a quarantined job is claimed by no other."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or JobStatus(job.status).terminal:
+        return Claim("ended")
+    now = session.execute(sa.select(sa.func.now())).scalar_one()
+    if job.lease_expires_at is not None and job.lease_expires_at > now:
+        remaining = (job.lease_expires_at - now).total_seconds()
+        return Claim("busy", retry_in_s=max(1.0, remaining + 1.0))
+    if job.status == JobStatus.running.value:
+        deaths.record_death(session, job, settings, now)
+        # The dead run's lease is over: queued again, so the death is counted once whatever
+        # this claim decides next.
+        job_state.move(job, JobStatus.queued)
+        job.lease_owner = None
+        job.lease_expires_at = None
+    reason = deaths.exhausted_reason(job, settings)
+    if reason is not None:
+        # A job whose runs kill their worker: fail it instead of looping.
+        _end(session, job, JobStatus.failed, error=reason, settings=settings)
+        return Claim("exhausted")
+    if job.quarantined_at is not None and not isolated:
+        waited = (now - job.quarantined_at).total_seconds()
+        if waited > settings.worker.quarantine_wait_alert_s:
+            logger.error(
+                "job %s has waited %.0fs in quarantine: is a worker serving the quarantine "
+                "queue (celery -A worker.app worker -Q quarantine -c 1)?",
+                job.id,
+                waited,
+            )
+        job.enqueued_at = utcnow()  # sent on to the quarantine queue: not stale
+        session.add(job)
+        return Claim("quarantine", quarantined=True)
+    quarantined = job.quarantined_at is not None
+    session.add(job)
+    session.flush()
     ttl = timedelta(seconds=settings.worker.lease_ttl_s)
     row = session.execute(
         # From queued, or from running whose lease expired (job_state.TRANSITIONS).
         job_state.bulk_move(
             col(Job.id) == job_id,
-            col(Job.attempts) < settings.worker.max_attempts,
             sa.or_(col(Job.lease_expires_at).is_(None), col(Job.lease_expires_at) < sa.func.now()),
             to=JobStatus.running,
             attempts=Job.attempts + 1,
@@ -303,25 +327,18 @@ def claim(*, session: Session, job_id: str, owner: str, settings: Settings) -> C
             lease_token=Job.lease_token + 1,
             lease_expires_at=sa.func.now() + ttl,
             started_at=sa.func.coalesce(Job.started_at, sa.func.now()),
-        ).returning(col(Job.lease_token), col(Job.attempts))
+        ).returning(col(Job.lease_token), col(Job.attempts), col(Job.crowd_deaths))
     ).first()
-    if row is not None:
-        return Claim("claimed", token=row[0], attempt=row[1])
-    job = session.get(Job, job_id, with_for_update=True)
-    if job is None or JobStatus(job.status).terminal:
-        return Claim("ended")
-    if job.lease_expires_at is not None and job.lease_expires_at > utcnow():
-        remaining = (job.lease_expires_at - utcnow()).total_seconds()
-        return Claim("busy", retry_in_s=max(1.0, remaining + 1.0))
-    # Attempts used up: every earlier run died (a poison job). Fail it instead of looping.
-    _end(
-        session,
-        job,
-        JobStatus.failed,
-        error=f"gave up after {job.attempts} attempts: the worker was lost during every run",
-        settings=settings,
+    session.expire(job)
+    if row is None:  # not reachable under the row lock; refuse rather than run twice
+        return Claim("busy", retry_in_s=1.0)
+    return Claim(
+        "claimed",
+        token=row[0],
+        attempt=row[1],
+        charged=row[1] - row[2],
+        quarantined=quarantined,
     )
-    return Claim("exhausted")
 
 
 @dataclass(frozen=True)
@@ -438,6 +455,22 @@ def release_for_retry(*, session: Session, job: Job, reason: str) -> None:
     job.error = reason
     job.enqueued_at = utcnow()
     session.add(job)
+
+
+def release_preempted(*, session: Session, job: Job, worker: str) -> None:
+    """Give back the job of a run stopped by its worker's shutdown (SIGTERM): the lease is
+    released at once rather than left to expire, the attempt is not counted (the job did
+    nothing wrong), and the job is sent to the broker again after commit. Recorded steps
+    stay and are reused by the next run."""
+    job_state.move(job, JobStatus.queued)
+    deaths.append_event(session, job, "preempted", {"worker": worker})
+    job.attempts -= 1
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.enqueued_at = utcnow()
+    session.add(job)
+    after_commit(session, functools.partial(send_run_job, job.id, job.priority))
+    logger.info("job %s given back to the queue: its worker %s is shutting down", job.id, worker)
 
 
 def _end(

@@ -23,7 +23,7 @@ from ponder.config import Settings
 from ponder.db import get_engine
 
 LATENCY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-QUEUES = ("reasoning", "notify", "default")
+QUEUES = ("reasoning", "quarantine", "notify", "default")
 
 
 class PonderCollector(Collector):

@@ -46,7 +46,14 @@ def test_gpu_overlay_requests_a_gpu_and_scales_on_queue_depth():
     pod = worker["spec"]["template"]["spec"]
     limits = pod["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1"
-    assert pod["terminationGracePeriodSeconds"] >= 600  # a job can finish or be requeued
+    # SIGTERM gives the runs back within worker.shutdown_grace_s; the pod waits longer.
+    env = find(resources, "ConfigMap", "ponder-env")["data"]
+    assert float(env["PONDER_WORKER__SHUTDOWN_GRACE_S"]) < pod["terminationGracePeriodSeconds"]
+    assert pod["terminationGracePeriodSeconds"] <= 30  # a spot reclaim's notice, an eviction
+    quarantine = find(resources, "Deployment", "ponder-quarantine-worker")["spec"]
+    [container] = quarantine["template"]["spec"]["containers"]
+    assert container["command"][-6:] == ["-Q", "quarantine", "-P", "threads", "-c", "1"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     scaled = find(resources, "ScaledObject", "ponder-worker")
     trigger = scaled["spec"]["triggers"][0]
     assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == "reasoning"

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from ponder import config, queue
-from ponder.cli.localrun import start_worker, stop
+from ponder.cli.localrun import start_quarantine_worker, start_worker, stop
 from tests.conftest import SPARE_BROKER
 
 FAULT_ENV = {
@@ -45,11 +45,16 @@ class Workers:
             if engine_url else {}
         )  # fmt: skip
 
-    def start(self, **env: str) -> object:
+    def start(self, *, concurrency: int = 4, quarantine: bool = False, **env: str) -> object:
+        """A worker of the reasoning, notify and default queues, or (``quarantine``) of the
+        quarantine queue, one job at a time."""
         index = len(self.procs)
         log = open(self.logdir / f"worker-{index}.log", "wb")  # noqa: SIM115
         overrides = {**FAULT_ENV, **self.engine_env, **env}
-        proc = start_worker(overrides, log, name=f"fault{index}", concurrency=4)
+        if quarantine:
+            proc = start_quarantine_worker(overrides, log, name=f"quarantine{index}")
+        else:
+            proc = start_worker(overrides, log, name=f"fault{index}", concurrency=concurrency)
         proc.log_path = self.logdir / f"worker-{index}.log"  # type: ignore[attr-defined]
         self.procs.append(proc)
         deadline = time.monotonic() + 90
