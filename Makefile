@@ -42,7 +42,8 @@ browser:
 # The suite runs as two pytest processes side by side, each with its own database and Redis
 # databases: the fault scenarios (mostly waiting on timeouts, restarts and kills) and the rest.
 # The fault half's output is printed when both have ended; the exit status fails if either did.
-test: install migrate browser
+# `make lint` (ruff + mypy over every package) runs first: a lint error fails the suite.
+test: install migrate browser lint
 	@faults_log=$$(mktemp); \
 	PONDER_TEST_DATABASE=ponder_test_faults PONDER_TEST_REDIS_BASE=8 \
 	  $(VENV)/bin/pytest -m faults -p no:cacheprovider > "$$faults_log" 2>&1 & faults_pid=$$!; \
@@ -55,4 +56,5 @@ test: install migrate browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

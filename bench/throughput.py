@@ -284,7 +284,7 @@ def bench_queued(args: argparse.Namespace, docs: list[str], key: str, logdir: Pa
                 sa.text("select sum(completion_tokens) from jobs where id = any(:ids)"),
                 {"ids": ids},
             ).scalar_one()
-            statuses = dict(
+            statuses: dict[str, int] = dict(
                 conn.execute(
                     sa.text("select status, count(*) from jobs where id = any(:ids) group by 1"),
                     {"ids": ids},
