@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
-from ponder.jobs.service import finish
+from ponder.jobs.lease import finish
 from ponder.models import Candidate, Job, JobStatus, Review, TraceEvent, Verdict
 
 HOOK = "http://127.0.0.1:9/hook"  # on the test allowlist; nothing listens

@@ -15,7 +15,7 @@ from ponder.batches.service import dispatch
 from ponder.config import get_settings
 from ponder.db import get_engine as database_engine
 from ponder.db import session_scope
-from ponder.jobs import service as jobs
+from ponder.jobs import lease
 from ponder.jobs.reconcile import reconcile
 from ponder.jobs.runner import run_job
 from ponder.notify.outbox import deliver
@@ -86,12 +86,12 @@ def run_quarantined_task(self: Task, job_id: str) -> str:
     raise self.retry(countdown=outcome.retry_in_s)
 
 
-def _fair_turn(job_id: str) -> jobs.FairTurn | None:
+def _fair_turn(job_id: str) -> lease.FairTurn | None:
     """Fairness is best effort: if PostgreSQL cannot answer, the message's own job is run and
     its claim deals with the outage as before."""
     try:
         with session_scope() as session:
-            return jobs.fairer_job(session=session, job_id=job_id)
+            return lease.fairer_job(session=session, job_id=job_id)
     except Exception:
         logger.warning("job %s: fair-share check failed; running it in turn", job_id)
         return None

@@ -22,7 +22,8 @@ from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound
 from ponder.idempotency import create_once
 from ponder.jobs import state as job_state
-from ponder.jobs.service import capped_priority, frozen_config, knobs_store
+from ponder.jobs.knobs import knobs_store
+from ponder.jobs.service import capped_priority, frozen_config
 from ponder.models import Batch, Job, JobStatus, Tenant, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url

@@ -17,6 +17,7 @@ with its path, line and reason, and the previous configuration stays in force.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import tomllib
@@ -143,3 +144,8 @@ class KnobsStore:
                     self.last_error = str(exc)
                     logger.error("knobs file refused, previous configuration kept: %s", exc)
             return self._knobs
+
+
+@functools.lru_cache(maxsize=4)
+def knobs_store(path: Path | None) -> KnobsStore:
+    return KnobsStore(path)

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from ponder.config import Settings
 from ponder.db import session_scope
 from ponder.engines.base import Engine
-from ponder.jobs import service as jobs
+from ponder.jobs import lease
 from ponder.jobs.deaths import worker_of
 from ponder.jobs.trace import PostgresRecorder
 
@@ -98,10 +98,10 @@ def _shut_down(settings: Settings) -> None:
 def release(job_id: str, token: int, owner: str) -> bool:
     """Give the job back if this run still holds its lease; False if it did not."""
     with session_scope() as session:
-        job = jobs.locked_for_run(session, job_id, token)
+        job = lease.locked_for_run(session, job_id, token)
         if job is None:
             return False
-        jobs.release_preempted(session=session, job=job, worker=worker_of(owner))
+        lease.release_preempted(session=session, job=job, worker=worker_of(owner))
         return True
 
 

@@ -24,8 +24,7 @@ from ponder.engines.base import (
     EngineUnavailable,
 )
 from ponder.errors import LeaseLost
-from ponder.jobs import preemption
-from ponder.jobs import service as jobs
+from ponder.jobs import lease, preemption
 from ponder.jobs.contract import CandidateSummary, FailingCheck, JobResult
 from ponder.jobs.deaths import worker_of
 from ponder.jobs.preemption import Preempted, PreemptibleRecorder
@@ -77,7 +76,7 @@ class _Heartbeat:
         while not self._stop.wait(settings.worker.heartbeat_s):
             try:
                 with session_scope() as session:
-                    cancel = jobs.renew_lease(
+                    cancel = lease.renew_lease(
                         session=session, job_id=job_id, token=token, settings=settings
                     )
             except Exception:  # the database may be restarting; the next beat retries
@@ -105,10 +104,10 @@ def run_job(
 
 def _claim(
     job_id: str, owner: str, settings: Settings, isolated: bool
-) -> tuple[jobs.Claim, Job | None]:
-    def work(retrying: bool) -> tuple[jobs.Claim, Job | None]:
+) -> tuple[lease.Claim, Job | None]:
+    def work(retrying: bool) -> tuple[lease.Claim, Job | None]:
         with session_scope() as session:
-            claim = jobs.claim(
+            claim = lease.claim(
                 session=session, job_id=job_id, owner=owner, settings=settings, isolated=isolated
             )
             return claim, session.get(Job, job_id) if claim.outcome == "claimed" else None
@@ -265,7 +264,7 @@ def _finish(
     result = storable(typed.model_dump())  # findings and the rationale may quote the answer
 
     def work(session: Session, job: Job) -> None:
-        jobs.finish(
+        lease.finish(
             session=session,
             job=job,
             status=status,
@@ -289,7 +288,7 @@ def _ending(job_id: str, token: int, work: Callable[[Session, Job], None]) -> st
 
     def attempt(retrying: bool) -> str | None:
         with session_scope() as session:
-            job = jobs.locked_for_run(session, job_id, token)
+            job = lease.locked_for_run(session, job_id, token)
             if job is None:
                 landed = session.get(Job, job_id) if retrying else None
                 if (
@@ -318,7 +317,7 @@ def _end_with(
     job_id: str, token: int, status: JobStatus, error: str, settings: Settings
 ) -> RunOutcome:
     def work(session: Session, job: Job) -> None:
-        jobs.finish(session=session, job=job, status=status, error=error, settings=settings)
+        lease.finish(session=session, job=job, status=status, error=error, settings=settings)
 
     ended = _ending(job_id, token, work)
     if ended is None:
@@ -336,7 +335,7 @@ def _die_as_poison(job_id: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settings) -> RunOutcome:
+def _retry_or_fail(job_id: str, claim: lease.Claim, reason: str, settings: Settings) -> RunOutcome:
     # Charged: runs less deaths in a crowd, which were not the job's doing.
     if claim.charged >= settings.worker.max_attempts or claim.attempt >= settings.worker.max_runs:
         return _end_with(
@@ -349,10 +348,10 @@ def _retry_or_fail(job_id: str, claim: jobs.Claim, reason: str, settings: Settin
 
     def work(retrying: bool) -> bool:
         with session_scope() as session:
-            job = jobs.locked_for_run(session, job_id, claim.token)
+            job = lease.locked_for_run(session, job_id, claim.token)
             if job is None:
                 return False
-            jobs.release_for_retry(session=session, job=job, reason=reason)
+            lease.release_for_retry(session=session, job=job, reason=reason)
             return True
 
     # A retry whose first try landed finds the job queued and reports the lease lost: the

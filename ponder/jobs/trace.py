@@ -17,7 +17,7 @@ from ponder.db import session_scope, with_retries
 from ponder.engines.base import GenerationResult
 from ponder.errors import LeaseLost
 from ponder.jobs.contract import Selection, Trace, TraceCandidate, TraceStep, TraceVerdict
-from ponder.jobs.service import renew_lease
+from ponder.jobs.lease import renew_lease
 from ponder.models import Candidate, Job, TraceEvent, Verdict
 from ponder.storable import storable, storable_text
 from ponder.strategies.verification import ScoredCandidate

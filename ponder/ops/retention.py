@@ -24,6 +24,7 @@ from ponder.batches.state import PENDING
 from ponder.config import Settings
 from ponder.db import session_scope
 from ponder.errors import Conflict
+from ponder.jobs import lease
 from ponder.jobs import service as jobs
 from ponder.models import (
     TERMINAL_STATUSES,
@@ -220,7 +221,7 @@ def _stop(session: Session, job: Job, tenant: Tenant, settings: Settings, why: s
         return
     jobs.cancel(session=session, tenant=tenant, job_id=job.id, settings=settings)
     if job.status == JobStatus.running.value:
-        jobs.finish(
+        lease.finish(
             session=session, job=job, status=JobStatus.cancelled, settings=settings, error=why
         )
 

@@ -12,7 +12,7 @@ from ponder.batches.service import dispatch
 from ponder.batches.state import derive_status
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
-from ponder.jobs import service as jobs
+from ponder.jobs import lease
 from ponder.models import Batch, JobStatus
 from tests.conftest import queued_messages
 
@@ -57,16 +57,16 @@ def end_item(
     settings = get_settings()
     token = token or start_item(job_id)
     with session_scope() as session:
-        job = jobs.locked_for_run(session, job_id, token)
+        job = lease.locked_for_run(session, job_id, token)
         assert job is not None
         result = None if error else {"output": {"medications": []}, "summary": "ok"}
-        jobs.finish(session=session, job=job, status=status, result=result, error=error,
+        lease.finish(session=session, job=job, status=status, result=result, error=error,
                     settings=settings)  # fmt: skip
 
 
 def start_item(job_id: str) -> int:
     with session_scope() as session:
-        claim = jobs.claim(session=session, job_id=job_id, owner="test", settings=get_settings())
+        claim = lease.claim(session=session, job_id=job_id, owner="test", settings=get_settings())
     assert claim.outcome == "claimed"
     return claim.token
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
-from ponder.jobs.service import renew_lease
+from ponder.jobs.lease import renew_lease
 from ponder.models import Job
 from tests.conftest import TenantKey
 from tests.content import canary, end_with_content, submit, where_found

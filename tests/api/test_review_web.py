@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
-from ponder.jobs.service import finish
+from ponder.jobs.lease import finish
 from ponder.models import Candidate, Job, JobStatus, Verdict
 from ponder.reviews.accounts import create_reviewer
 from tests.conftest import TenantKey

@@ -18,7 +18,7 @@ from ponder.cli.commands import app
 from ponder.cli.devservers import free_port
 from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
-from ponder.jobs import service as jobs
+from ponder.jobs import lease
 from ponder.models import JobStatus
 
 runner = CliRunner()
@@ -71,13 +71,13 @@ def end_queued_jobs(status: JobStatus = JobStatus.succeeded, *, stop_after: int 
 def finish(job_id: str, status: JobStatus) -> None:
     settings = get_settings()
     with session_scope() as session:
-        claim = jobs.claim(session=session, job_id=job_id, owner="test", settings=settings)
+        claim = lease.claim(session=session, job_id=job_id, owner="test", settings=settings)
     with session_scope() as session:
-        job = jobs.locked_for_run(session, job_id, claim.token)
+        job = lease.locked_for_run(session, job_id, claim.token)
         assert job is not None
         error = "engine refused" if status == JobStatus.failed else None
         result = None if error else {"output": {"medications": []}, "summary": "ok"}
-        jobs.finish(session=session, job=job, status=status, result=result, error=error,
+        lease.finish(session=session, job=job, status=status, result=result, error=error,
                     settings=settings)  # fmt: skip
 
 

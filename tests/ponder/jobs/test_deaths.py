@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from ponder.config import Settings, WorkerSettings, get_settings
 from ponder.db import get_engine, session_scope
+from ponder.jobs import lease
 from ponder.jobs import service as jobs
 from ponder.models import Job, Tenant
 from tests.conftest import queued_messages
@@ -36,9 +37,9 @@ def two_jobs(tenant, isolated_broker) -> tuple[str, str]:
     return submit(tenant), submit(tenant)
 
 
-def claim(job_id: str, owner: str, *, isolated: bool = False) -> jobs.Claim:
+def claim(job_id: str, owner: str, *, isolated: bool = False) -> lease.Claim:
     with session_scope() as session:
-        return jobs.claim(
+        return lease.claim(
             session=session, job_id=job_id, owner=owner, settings=get_settings(), isolated=isolated
         )
 
@@ -94,9 +95,9 @@ def test_a_job_that_ended_before_the_worker_died_is_not_in_its_crowd(two_jobs):
     claim(a, f"{W1}:1")
     token = claim(b, f"{W1}:2").token
     with session_scope() as session:
-        job = jobs.locked_for_run(session, b, token)
+        job = lease.locked_for_run(session, b, token)
         assert job is not None
-        jobs.finish(session=session, job=job, status=jobs.JobStatus.succeeded,
+        lease.finish(session=session, job=job, status=jobs.JobStatus.succeeded,
                     settings=get_settings())  # fmt: skip
     expire(a)
     assert claim(a, f"{W2}:1").charged == 2  # alone: charged
@@ -159,9 +160,9 @@ def test_a_preempted_run_gives_its_job_back_at_once_without_an_attempt(two_jobs,
     got = claim(a, f"{W1}:1")
     isolated_broker.flushdb()
     with session_scope() as session:
-        job = jobs.locked_for_run(session, a, got.token)
+        job = lease.locked_for_run(session, a, got.token)
         assert job is not None
-        jobs.release_preempted(session=session, job=job, worker=W1)
+        lease.release_preempted(session=session, job=job, worker=W1)
     job = row(a)
     assert job.status == "queued" and job.attempts == 0
     assert job.lease_expires_at is None and job.lease_owner is None

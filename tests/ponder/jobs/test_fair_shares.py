@@ -27,7 +27,7 @@ SLACK_S = 3.0
 
 @pytest.fixture
 def capped_knobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    from ponder.jobs.service import knobs_store
+    from ponder.jobs.knobs import knobs_store
 
     path = tmp_path / "knobs.toml"
     path.write_text("[tenants.default]\nhighest_priority = 3\n")

@@ -80,7 +80,7 @@ def test_store_rereads_on_change_and_keeps_the_previous_config_on_a_bad_file(tmp
 
 @pytest.fixture
 def knobs_file(tmp_path, monkeypatch):
-    from ponder.jobs.service import knobs_store
+    from ponder.jobs.knobs import knobs_store
 
     path = tmp_path / "knobs.toml"
     write(path, GOOD)

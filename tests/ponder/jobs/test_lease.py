@@ -11,6 +11,7 @@ from ponder.config import get_settings
 from ponder.db import get_engine, session_scope
 from ponder.engines.base import GenerationResult
 from ponder.errors import LeaseLost
+from ponder.jobs import lease
 from ponder.jobs import service as jobs
 from ponder.jobs.reconcile import reconcile
 from ponder.jobs.trace import PostgresRecorder
@@ -33,9 +34,9 @@ def job_id(tenant, isolated_broker) -> str:
         return job.id
 
 
-def claim(job_id: str, owner: str) -> jobs.Claim:
+def claim(job_id: str, owner: str) -> lease.Claim:
     with session_scope() as session:
-        return jobs.claim(session=session, job_id=job_id, owner=owner, settings=get_settings())
+        return lease.claim(session=session, job_id=job_id, owner=owner, settings=get_settings())
 
 
 def expire_lease(job_id: str) -> None:
@@ -66,8 +67,8 @@ def test_a_run_that_lost_its_lease_cannot_write(job_id):
     with pytest.raises(LeaseLost):
         stale.save_step("sample", GenerationResult([], 1, 0, 0.0, "m", 0.0, 0.0), [])
     with session_scope() as session:
-        assert jobs.locked_for_run(session, job_id, first.token) is None
-        assert jobs.locked_for_run(session, job_id, second.token) is not None
+        assert lease.locked_for_run(session, job_id, first.token) is None
+        assert lease.locked_for_run(session, job_id, second.token) is not None
 
 
 def test_attempts_are_bounded_and_an_exhausted_job_fails_once_with_a_reason(job_id):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ponder import config
-from ponder.jobs import service as jobs
+from ponder.jobs.knobs import knobs_store
 
 
 @pytest.fixture
@@ -18,8 +18,8 @@ def qa_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
         path.write_text(f"[tasks.medrec_extraction]\nqa_sample_rate = {rate}\n")
         monkeypatch.setenv("PONDER_KNOBS_FILE", str(path))
         config.get_settings.cache_clear()
-        jobs.knobs_store.cache_clear()
+        knobs_store.cache_clear()
 
     yield set_rate
     config.get_settings.cache_clear()
-    jobs.knobs_store.cache_clear()
+    knobs_store.cache_clear()

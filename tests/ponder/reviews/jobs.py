@@ -8,7 +8,7 @@ from typing import Any
 
 from ponder.config import get_settings
 from ponder.db import session_scope
-from ponder.jobs.service import finish
+from ponder.jobs.lease import finish
 from ponder.models import Candidate, Job, JobStatus, Verdict, new_id
 
 NOTE = "Patient takes aspirin 81 mg by mouth daily. Metoprolol 25 mg by mouth twice daily."

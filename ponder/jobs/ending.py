@@ -1,0 +1,48 @@
+"""How a job ends, whoever ends it (its run, a cancel, the poison rule): the terminal status,
+cost, QA sampling, lease cleared, and in the same transaction its notifications and its
+batch's report."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import Session
+
+from ponder.batches.state import close_batch_if_ended
+from ponder.config import Settings
+from ponder.jobs import state as job_state
+from ponder.jobs.knobs import knobs_store
+from ponder.models import Job, JobStatus, utcnow
+from ponder.notify.outbox import enqueue_job_notifications
+from ponder.reviews.sampling import is_sampled
+
+logger = logging.getLogger(__name__)
+
+
+def end(
+    session: Session, job: Job, status: JobStatus, *, error: str | None, settings: Settings
+) -> None:
+    job_state.move(job, status)
+    job.error = error
+    job.finished_at = utcnow()
+    if status == JobStatus.succeeded:
+        # Decided once, as it ends: the QA sample a person reviews to measure precision.
+        rate = knobs_store(settings.knobs_file).current().for_task(job.task).qa_sample_rate
+        job.qa_sampled = is_sampled(job.id, rate)
+    job.cost = settings.cost.cost(
+        prompt=job.prompt_tokens, completion=job.completion_tokens, engine_s=job.engine_wall_s
+    )
+    job.lease_owner = None
+    job.lease_expires_at = None
+    session.add(job)
+    _notify_and_close_batch(session, job, settings)
+    logger.info("job %s ended %s", job.id, job.status)
+
+
+def _notify_and_close_batch(session: Session, job: Job, settings: Settings) -> None:
+    """In the transaction that ends the job: its notifications, and its batch's report when it
+    was the batch's last item."""
+    session.flush()
+    enqueue_job_notifications(session=session, job=job, settings=settings)
+    if job.batch_id is not None:
+        close_batch_if_ended(session=session, batch_id=job.batch_id, settings=settings)
