@@ -120,6 +120,33 @@ class Job(SQLModel, table=True):
             "finished_at",
             postgresql_where=sa.text("purged_at IS NULL"),
         ),
+        # The alert check reads the jobs that ended in its window.
+        sa.Index("ix_jobs_finished_at", "finished_at"),
+        # A tenant's jobs of one status, newest first, however rare the status in its history.
+        sa.Index("ix_jobs_tenant_status_created", "tenant_id", "status", "created_at", "id"),
+        # The queued jobs with a deadline: the reconciler expires those past it, and a claim
+        # looks among them for an earlier one to run first (migration 0009).
+        sa.Index(
+            "ix_jobs_queued_complete_by",
+            "complete_by",
+            postgresql_where=sa.text("status = 'queued' AND complete_by IS NOT NULL"),
+        ),
+        # The result cache (ponder/jobs/cache.py): a tenant's finished answers for a key, and
+        # its runs in flight for a key, each among the few rows of that state (migration 0010).
+        sa.Index(
+            "ix_jobs_cache_key_finished",
+            "tenant_id",
+            "cache_key",
+            postgresql_where=sa.text(
+                "status IN ('succeeded', 'reviewed') AND cache_key IS NOT NULL"
+            ),
+        ),
+        sa.Index(
+            "ix_jobs_cache_key_running",
+            "tenant_id",
+            "cache_key",
+            postgresql_where=sa.text("status = 'running' AND cache_key IS NOT NULL"),
+        ),
     )
     id: str = Field(default_factory=new_id, primary_key=True)
     tenant_id: str = Field(foreign_key="tenants.id")
@@ -161,6 +188,9 @@ class Job(SQLModel, table=True):
     quarantined_at: datetime | None = _ts()
     """When the job was put in quarantine: it then runs only on the ``quarantine`` queue."""
     cancel_requested: bool = False
+    complete_by: datetime | None = _ts()
+    """The caller's deadline: not started by then, the job ends ``expired``; running at it,
+    the run stops before its next engine call and ends with what it has."""
     created_at: datetime = _created()
     enqueued_at: datetime | None = _ts()
     started_at: datetime | None = _ts()
@@ -196,6 +226,11 @@ class Job(SQLModel, table=True):
     review_locked_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
     """The reviewer holding the review lock (a soft lock: ``review_lock_expires_at``)."""
     review_lock_expires_at: datetime | None = _ts()
+    cache_key: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    """Task, document hash and frozen configuration (ponder/jobs/cache.py), set at its first
+    claim; null when submitted with ``cache: "off"``."""
+    cached_from: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """The job whose result answered this one from the cache (it made no engine call)."""
 
 
 class Candidate(SQLModel, table=True):
@@ -253,6 +288,14 @@ class Notification(SQLModel, table=True):
     """Outbox row, written in the transaction that ends the job."""
 
     __tablename__ = "notifications"
+    __table_args__ = (
+        # The reconciler finds the few deliveries whose retry is due among all of them.
+        sa.Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+    )
     id: str = Field(default_factory=new_id, primary_key=True)
     job_id: str | None = Field(default=None, foreign_key="jobs.id", index=True)
     batch_id: str | None = Field(default=None, foreign_key="batches.id", index=True)
@@ -337,10 +380,20 @@ class Batch(SQLModel, table=True):
     """Inbox files a nightly run could not submit (``file``, ``error``); listed in the report."""
     round: int = 1
     """1, then one more per retry: each round that ends sends its own report."""
+    complete_by: datetime | None = _ts()
+    """The batch's window, set on every item as its ``complete_by``."""
     created_at: datetime = _created()
     cancel_requested_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     """When the last item of the current round ended."""
+    item_counts: dict[str, int] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    )
+    """Items per job state, kept by a trigger on ``jobs`` (migration 0008) in the transaction
+    that moves an item: a summary reads one row whatever the batch's size."""
+    items_started_at: datetime | None = _ts()
+    """When the first item started (kept by the same trigger)."""
     legal_hold_at: datetime | None = _ts()
     """Set while a legal hold exempts the batch and all its items from purge and deletion."""
     legal_hold_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
@@ -442,3 +495,25 @@ class Review(SQLModel, table=True):
     seconds_to_review: float | None = None
     """From the reviewer's lock being claimed (or the job's end) to the decision."""
     created_at: datetime = _created()
+
+
+class MetricDelta(SQLModel, table=True):
+    """A change to a metric counter, appended by the triggers of migration 0008 in the
+    transaction of its event; folded into ``metric_totals`` by ponder/ops/rollups.py."""
+
+    __tablename__ = "metric_deltas"
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    metric: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    labels: list[str] = Field(sa_column=sa.Column(sa.ARRAY(sa.Text), nullable=False))
+    value: float
+
+
+class MetricTotal(SQLModel, table=True):
+    """A metric counter per label set: the deltas folded so far."""
+
+    __tablename__ = "metric_totals"
+    metric: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
+    labels: list[str] = Field(sa_column=sa.Column(sa.ARRAY(sa.Text), primary_key=True))
+    value: float

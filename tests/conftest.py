@@ -55,7 +55,7 @@ from ponder.tenants import issue_key  # noqa: E402
 TABLES = (
     "reviews, reviewers, delivery_attempts, notifications, trace_events, verdicts, candidates, "
     "jobs, inbox_files, "
-    "batches, webhook_endpoints, api_keys, tenants"
+    "batches, webhook_endpoints, api_keys, tenants, metric_deltas, metric_totals"
 )
 """Emptied before each test. Not ``audit_events``: it is append-only (its trigger refuses
 TRUNCATE), so audit tests scope their assertions to the test's own tenant."""

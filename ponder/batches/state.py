@@ -36,31 +36,32 @@ def count_items(session: Session, batch_id: str) -> ItemCounts:
 
 
 def count_items_of(session: Session, batch_ids: list[str]) -> dict[str, ItemCounts]:
-    """The items of each batch counted per state, in one grouped query for all of them."""
+    """The items of each batch counted per state: the counts a trigger on ``jobs`` keeps on
+    the batch row (migration 0008), so a page of batches reads one row per batch whatever
+    their sizes."""
     found = {batch_id: ItemCounts() for batch_id in batch_ids}
     if not batch_ids:
         return found
     rows = session.execute(
-        sa.select(
-            col(Job.batch_id), col(Job.status), sa.func.count(), sa.func.min(col(Job.started_at))
+        sa.select(col(Batch.id), col(Batch.item_counts), col(Batch.items_started_at)).where(
+            col(Batch.id).in_(batch_ids)
         )
-        .where(col(Job.batch_id).in_(batch_ids))
-        .group_by(col(Job.batch_id), col(Job.status))
     ).all()
-    for batch_id, status, count, started in rows:
+    for batch_id, counts, started in rows:
         items = found[batch_id]
-        items.counts[status] = count
-        if started is not None and (items.started_at is None or started < items.started_at):
-            items.started_at = started
+        items.counts.update({status: int(n) for status, n in counts.items()})
+        items.started_at = started
     return found
 
 
 def derive_status(batch: Batch, counts: dict[str, int]) -> str:
     """``queued`` (nothing started), ``running``, ``cancelling`` (cancelled, items still
     running); once every item ended: ``cancelled``, ``succeeded`` (every item), ``needs_review``
-    (none failed, some need review), ``failed`` (every item failed) or
-    ``completed_with_failures`` (some items failed or were cancelled, or inbox files were
-    rejected). Reviewed items count with the succeeded ones."""
+    (none failed, some need review), ``failed`` (every item failed), ``expired`` (its window,
+    ``complete_by``, passed with items not started: those are ``expired``, the others keep
+    their results, as with the hosted batch APIs) or ``completed_with_failures`` (some items
+    failed or were cancelled, or inbox files were rejected). Reviewed items count with the
+    succeeded ones."""
     total = sum(counts.values())
     pending = sum(counts[s] for s in PENDING)
     if pending:
@@ -69,6 +70,8 @@ def derive_status(batch: Batch, counts: dict[str, int]) -> str:
         return "queued" if pending == counts[JobStatus.queued.value] == total else "running"
     if batch.cancel_requested_at is not None:
         return "cancelled"
+    if batch.complete_by is not None and counts[JobStatus.expired.value]:
+        return "expired"
     failed = sum(counts[s] for s in FAILED)
     rejected = len(batch.rejected_files or [])  # inbox files a nightly run could not submit
     if total == 0:
@@ -88,7 +91,12 @@ def derive_status(batch: Batch, counts: dict[str, int]) -> str:
 def close_batch_if_ended(*, session: Session, batch_id: str, settings: Settings) -> bool:
     """Called in the transaction that ends an item. The batch row is locked before the items
     are counted, so of two last items ending at once the second sees the first's commit."""
-    batch = session.exec(select(Batch).where(Batch.id == batch_id).with_for_update()).one()
+    # FOR NO KEY UPDATE, the lock an UPDATE of the batch's counts takes: a plain FOR UPDATE
+    # would also wait for the key-share locks of rows referencing the batch, while their
+    # transactions wait for this one's counts (a deadlock).
+    batch = session.exec(
+        select(Batch).where(Batch.id == batch_id).with_for_update(key_share=True)
+    ).one()
     if batch.finished_at is not None:
         return False
     still_pending = session.execute(

@@ -1,7 +1,7 @@
-"""The reconciler: PostgreSQL is the truth, the broker only a delivery mechanism. Jobs that
-are ``queued`` but were not picked up, runs whose lease expired (their worker died) and
-notifications whose retry is due are sent to the broker again. Duplicate messages are
-harmless: a run must claim the job's lease first."""
+"""The reconciler: PostgreSQL is the truth, the broker only a delivery mechanism. Queued jobs
+past their deadline are expired; jobs that are ``queued`` but were not picked up, runs whose
+lease expired (their worker died) and notifications whose retry is due are sent to the
+broker again. Duplicate messages are harmless: a run must claim the job's lease first."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from ponder.config import Settings
 from ponder.db import after_commit
+from ponder.jobs import ending
 from ponder.models import Job, JobStatus, Notification, utcnow
 from ponder.queue import send_delivery, send_run_job
 
@@ -25,10 +26,12 @@ logger = logging.getLogger(__name__)
 class ReconcileReport:
     requeued_jobs: int
     resent_notifications: int
+    expired_jobs: int = 0
 
 
 def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> ReconcileReport:
     now = utcnow()
+    expired = expire_past_deadline(session=session, settings=settings, limit=limit)
     stale = now - timedelta(seconds=settings.worker.requeue_after_s)
     jobs = session.exec(
         select(Job)
@@ -51,7 +54,12 @@ def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> Reco
     grace = now - timedelta(seconds=60)
     notes = session.exec(
         select(Notification)
-        .where(Notification.status == "pending", col(Notification.next_attempt_at) < grace)
+        # A literal, not a parameter: the partial index ix_notifications_due (status =
+        # 'pending') then serves every plan, a prepared one too.
+        .where(
+            col(Notification.status) == sa.literal_column("'pending'"),
+            col(Notification.next_attempt_at) < grace,
+        )
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
@@ -61,4 +69,28 @@ def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> Reco
         after_commit(session, functools.partial(send_delivery, note.id))
     if jobs or notes:
         logger.info("reconciler re-sent %d jobs and %d notifications", len(jobs), len(notes))
-    return ReconcileReport(len(jobs), len(notes))
+    return ReconcileReport(len(jobs), len(notes), expired)
+
+
+def expire_past_deadline(*, session: Session, settings: Settings, limit: int = 500) -> int:
+    """End ``expired`` the queued jobs whose ``complete_by`` passed, each with its
+    notifications (and its batch's report when it was the last item): a job stuck behind a
+    long queue ends at its deadline, not when a worker reaches its message. Their messages
+    still in the broker find them ended at claim."""
+    jobs = session.exec(
+        select(Job)
+        # A literal, so the partial index ix_jobs_queued_complete_by serves a prepared plan.
+        .where(
+            col(Job.status) == sa.literal_column("'queued'"),
+            col(Job.complete_by).is_not(None),
+            col(Job.complete_by) <= sa.func.now(),
+        )
+        .order_by(col(Job.complete_by))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for job in jobs:
+        ending.expire(session, job, settings=settings)
+    if jobs:
+        logger.info("reconciler expired %d queued jobs past their deadline", len(jobs))
+    return len(jobs)

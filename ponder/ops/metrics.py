@@ -1,8 +1,10 @@
 """Prometheus metrics read from PostgreSQL and Redis at scrape time.
 
-PostgreSQL is the truth, so the figures are computed from it rather than counted in each
+PostgreSQL is the truth, so the figures come from it rather than from counters in each
 process: every API replica reports the same numbers, and a restarted process loses none.
-Totals only grow (jobs are not deleted), so counters stay monotonic.
+They are read from rollups (ponder/ops/rollups.py) that triggers keep in the transaction of
+each event, so a scrape reads a few dozen rows however long the history. Counters only grow:
+the retention purge blanks content and deletes no counted row.
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ponder.config import Settings
 from ponder.db import get_engine
+from ponder.ops.rollups import Labels, compact_and_read
 
 LATENCY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+"""Kept in SQL too (migration 0008, ``ponder_latency_le``): change both together."""
 QUEUES = ("reasoning", "quarantine", "notify", "default")
+TOKEN_KINDS = ("prompt", "completion", "thinking", "cached")
+
+Rollups = dict[str, dict[Labels, float]]
 
 
 class PonderCollector(Collector):
@@ -31,118 +38,95 @@ class PonderCollector(Collector):
         self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
-        with get_engine().connect() as conn:
+        engine = get_engine()
+        rollups = compact_and_read(engine)
+        with engine.connect() as conn:
             yield _alerts(conn, self.settings)
-            yield from _jobs(conn)
-            yield from _latency(conn)
-            yield from _verifiers(conn)
-            yield from _escalations(conn)
-            yield from _deliveries(conn)
-            yield from _reviews(conn)
+        yield from _jobs(rollups)
+        yield from _latency(rollups)
+        yield from _verifiers(rollups)
+        yield from _escalations(rollups)
+        yield from _deliveries(rollups)
+        yield from _reviews(rollups)
         yield _queue_depth(self.settings)
 
 
-def _jobs(conn: sa.Connection) -> Iterator[Metric]:
+def _jobs(rollups: Rollups) -> Iterator[Metric]:
     by_state = GaugeMetricFamily("ponder_jobs", "Jobs by state and task", labels=["status", "task"])
     tokens = CounterMetricFamily(
         "ponder_tokens", "Tokens spent by jobs, by kind and task", labels=["kind", "task"]
     )
     cost = CounterMetricFamily("ponder_cost", "Cost of jobs (configured prices)", labels=["task"])
-    rows = conn.execute(
-        sa.text(
-            "select status, task, count(*), sum(prompt_tokens), sum(completion_tokens), "
-            "sum(thinking_tokens), sum(cached_tokens), sum(coalesce(cost, 0)) "
-            "from jobs group by status, task"
-        )
-    ).all()
-    totals: dict[str, list[float]] = {}
-    for status, task, count, prompt, completion, thinking, cached, spent in rows:
-        by_state.add_metric([status, task], count)
-        acc = totals.setdefault(task, [0, 0, 0, 0, 0.0])
-        for i, value in enumerate((prompt, completion, thinking, cached, spent)):
-            acc[i] += value or 0
-    for task, (prompt, completion, thinking, cached, spent) in totals.items():
-        for kind, value in (
-            ("prompt", prompt),
-            ("completion", completion),
-            ("thinking", thinking),
-            ("cached", cached),
-        ):
-            tokens.add_metric([kind, task], value)
-        cost.add_metric([task], spent)
+    tasks: set[str] = set()
+    for (status, task), count in sorted(rollups.get("jobs", {}).items()):
+        tasks.add(task)
+        if count:  # a state no job is in any more reads as absent, as a scan would find it
+            by_state.add_metric([status, task], count)
+    spent = rollups.get("tokens", {})
+    costs = rollups.get("cost", {})
+    for task in sorted(tasks):
+        for kind in TOKEN_KINDS:
+            tokens.add_metric([kind, task], spent.get((kind, task), 0.0))
+        cost.add_metric([task], costs.get((task,), 0.0))
     yield by_state
     yield tokens
     yield cost
 
 
-def _latency(conn: sa.Connection) -> Iterator[Metric]:
+def _latency(rollups: Rollups) -> Iterator[Metric]:
     """Submission to terminal state, for ended jobs; p50/p95/p99 come from the buckets."""
     family = HistogramMetricFamily(
         "ponder_job_latency_seconds", "Time from submission to the end of a job", labels=["task"]
     )
-    cases = ", ".join(
-        f"count(*) filter (where extract(epoch from finished_at - created_at) <= {b})"
-        for b in LATENCY_BUCKETS
-    )
-    rows = conn.execute(
-        sa.text(
-            f"select task, {cases}, count(*), "
-            "coalesce(sum(extract(epoch from finished_at - created_at)), 0) "
-            "from jobs where finished_at is not null group by task"
-        )
-    ).all()
-    for row in rows:
-        task, counts, total, seconds = row[0], row[1:-2], row[-2], row[-1]
-        buckets: list[tuple[str, float]] = [
-            (str(b), float(c)) for b, c in zip(LATENCY_BUCKETS, counts, strict=True)
-        ]
-        buckets.append(("+Inf", float(total)))
-        family.add_metric([task], buckets, float(seconds))
+    per_bucket: dict[str, dict[float, float]] = {}
+    for (task, le), count in rollups.get("latency", {}).items():
+        bound = float("inf") if le == "+Inf" else float(le)
+        per_bucket.setdefault(task, {})[bound] = count
+    sums = rollups.get("latency_sum", {})
+    for task, counts in sorted(per_bucket.items()):
+        total = sum(counts.values())
+        if not total:
+            continue
+        buckets: list[tuple[str, float]] = []
+        running = 0.0
+        for bound in LATENCY_BUCKETS:
+            running += counts.get(bound, 0.0)
+            buckets.append((str(bound), running))
+        buckets.append(("+Inf", total))
+        family.add_metric([task], buckets, sums.get((task,), 0.0))
     yield family
 
 
-def _verifiers(conn: sa.Connection) -> Iterator[Metric]:
+def _verifiers(rollups: Rollups) -> Iterator[Metric]:
     family = CounterMetricFamily(
         "ponder_verdicts",
         "Verifier verdicts by verifier and outcome",
         labels=["verifier", "passed"],
     )
-    for verifier, passed, count in conn.execute(
-        sa.text("select verifier, passed, count(*) from verdicts group by verifier, passed")
-    ):
-        family.add_metric([verifier, str(passed).lower()], count)
+    for (verifier, passed), count in sorted(rollups.get("verdicts", {}).items()):
+        if count:
+            family.add_metric([verifier, passed], count)
     yield family
 
 
-def _escalations(conn: sa.Connection) -> Iterator[Metric]:
+def _escalations(rollups: Rollups) -> Iterator[Metric]:
     family = CounterMetricFamily("ponder_escalations", "Adaptive strategy escalations")
-    count = conn.execute(
-        sa.text("select count(*) from trace_events where kind = 'escalate'")
-    ).scalar_one()
-    family.add_metric([], count)
+    family.add_metric([], rollups.get("escalations", {}).get((), 0.0))
     yield family
 
 
-def _deliveries(conn: sa.Connection) -> Iterator[Metric]:
+def _deliveries(rollups: Rollups) -> Iterator[Metric]:
     family = CounterMetricFamily(
         "ponder_delivery_attempts",
         "Notification delivery attempts by channel and outcome",
         labels=["channel", "outcome"],
     )
-    rows = conn.execute(
-        sa.text(
-            "select n.channel, case when a.status_code between 200 and 299 then 'success' "
-            "when a.status_code is null and a.error is null then 'success' "
-            "else 'failure' end, count(*) from delivery_attempts a "
-            "join notifications n on n.id = a.notification_id group by 1, 2"
-        )
-    ).all()
-    for channel, outcome, count in rows:
+    for (channel, outcome), count in sorted(rollups.get("deliveries", {}).items()):
         family.add_metric([channel, outcome], count)
     yield family
 
 
-def _reviews(conn: sa.Connection) -> Iterator[Metric]:
+def _reviews(rollups: Rollups) -> Iterator[Metric]:
     """Review outcomes per task (a counter: review rows are never deleted, retention only
     blanks their content) and the QA precision estimate of ``succeeded`` per task with its
     95 % Wilson interval. No tenant labels: every tenant's reviews together."""
@@ -166,14 +150,11 @@ def _reviews(conn: sa.Connection) -> Iterator[Metric]:
         "ponder_qa_reviewed", "QA-sampled succeeded jobs reviewed", labels=["task"]
     )
     qa: dict[str, list[int]] = {}
-    rows = conn.execute(
-        sa.text(
-            "select j.task, r.decision, r.was_sampled, count(*) from reviews r "
-            "join jobs j on j.id = r.job_id group by 1, 2, 3"
-        )
-    ).all()
     by_decision: dict[tuple[str, str], int] = {}
-    for task, decision, sampled, count in rows:
+    for (task, decision, was_sampled), total in rollups.get("reviews", {}).items():
+        count, sampled = int(total), was_sampled == "true"
+        if not count:
+            continue
         by_decision[(task, decision)] = by_decision.get((task, decision), 0) + count
         if sampled:
             acc = qa.setdefault(task, [0, 0])
