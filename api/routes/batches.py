@@ -84,6 +84,7 @@ def to_public(summary: batches.BatchSummary, settings: Settings) -> BatchPublic:
         counts=BatchCounts(**summary.counts),
         round=batch.round,
         priority=batch.priority,
+        complete_by=batch.complete_by,
         created_at=batch.created_at,
         started_at=summary.started_at,
         cancel_requested_at=batch.cancel_requested_at,

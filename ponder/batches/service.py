@@ -48,6 +48,8 @@ class BatchOptions:
     webhook_endpoint_id: str | None = None
     email: str | None = None
     metadata: dict[str, Any] | None = None
+    complete_by: datetime | None = None
+    """The batch's window: every item's ``complete_by``."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def new_batch(
         email=options.email,
         metadata_=options.metadata,
         rejected_files=rejected_files,
+        complete_by=options.complete_by,
     )
     session.add(batch)
     return batch
@@ -151,6 +154,7 @@ def insert_items(
             batch_id=batch.id,
             batch_index=number,
             custom_id=item.custom_id,
+            complete_by=batch.complete_by,
             enqueued_at=now,
         )
         rows.append(job.model_dump())

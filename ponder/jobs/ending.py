@@ -1,6 +1,6 @@
-"""How a job ends, whoever ends it (its run, a cancel, the poison rule): the terminal status,
-cost, QA sampling, lease cleared, and in the same transaction its notifications and its
-batch's report."""
+"""How a job ends, whoever ends it (its run, a cancel, the poison rule, a deadline): the
+terminal status, cost, QA sampling, lease cleared, and in the same transaction its
+notifications and its batch's report."""
 
 from __future__ import annotations
 
@@ -23,9 +23,26 @@ def end(
     session: Session, job: Job, status: JobStatus, *, error: str | None, settings: Settings
 ) -> None:
     job_state.move(job, status)
+    _ended(session, job, error=error, settings=settings)
+
+
+def expire(session: Session, job: Job, *, settings: Settings) -> None:
+    """End a queued job (or one whose run died) whose ``complete_by`` passed before a run
+    started it: ``expired``, notified like any other ending."""
+    assert job.complete_by is not None
+    job_state.expire(job)
+    _ended(
+        session,
+        job,
+        error=f"not started before its deadline (complete_by {job.complete_by.isoformat()})",
+        settings=settings,
+    )
+
+
+def _ended(session: Session, job: Job, *, error: str | None, settings: Settings) -> None:
     job.error = error
     job.finished_at = utcnow()
-    if status == JobStatus.succeeded:
+    if job.status == JobStatus.succeeded.value:
         # Decided once, as it ends: the QA sample a person reviews to measure precision.
         rate = knobs_store(settings.knobs_file).current().for_task(job.task).qa_sample_rate
         job.qa_sampled = is_sampled(job.id, rate)

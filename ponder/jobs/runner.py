@@ -32,7 +32,7 @@ from ponder.jobs.trace import CancelRequested
 from ponder.models import Job, JobStatus
 from ponder.storable import storable, storable_text
 from ponder.strategies import STRATEGIES
-from ponder.strategies.budget import BudgetExhausted, TokenLedger
+from ponder.strategies.budget import BudgetExhausted, DeadlineReached, TokenLedger
 from ponder.strategies.config import StrategyConfig
 from ponder.strategies.context import StrategyContext
 from ponder.strategies.selection import StrategyOutcome, outcome_from
@@ -159,9 +159,14 @@ def _run(
                 ),
                 judges=_judges_frozen(task, job.config),
                 time_limit_s=settings.worker.job_time_limit_s,
+                complete_by=job.complete_by,
             )
             try:
                 outcome = STRATEGIES[config.name].run(ctx)
+            except DeadlineReached as exc:
+                # The caller's deadline: the same stop as the budget's, with its own reason.
+                ctx.event("deadline_stop", reason=str(exc), tokens_spent=ctx.budget.spent)
+                outcome = outcome_from(ctx.candidates, ctx, stopped_by="deadline")
             except BudgetExhausted as exc:
                 # Finish with what the budget bought; unverified means needs_review.
                 ctx.event("budget_stop", reason=str(exc), tokens_spent=ctx.budget.spent)

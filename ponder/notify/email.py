@@ -39,6 +39,7 @@ BATCH_LABELS = {
     "completed_with_failures": "ended with failures",
     "failed": "failed",
     "cancelled": "was cancelled",
+    "expired": "expired: its window passed before every item ran",
 }
 MAX_LISTED_FAILURES = 20
 

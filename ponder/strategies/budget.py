@@ -1,4 +1,4 @@
-"""The job's token budget and time limit: one ledger of what the job has paid for, checked
+"""The job's token budget, time limit and deadline: one ledger of what the job has paid for, checked
 before every engine call."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 MIN_USEFUL_OUTPUT_TOKENS = 32
 
@@ -15,6 +16,10 @@ Messages = tuple[dict[str, str], ...]
 
 class BudgetExhausted(Exception):
     """The job's token budget (or its time limit) cannot pay for the next engine call."""
+
+
+class DeadlineReached(BudgetExhausted):
+    """The job's ``complete_by`` passed: no engine call starts after it."""
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Budget:
         ledger: TokenLedger,
         count_tokens: Callable[[str], int],
         time_limit_s: float | None = None,
+        complete_by: datetime | None = None,
     ) -> None:
         self.limit = limit
         self.ledger = ledger
@@ -50,6 +56,8 @@ class Budget:
         self.deadline = time.monotonic() + time_limit_s if time_limit_s else None
         """No engine call starts after it (``worker.job_time_limit_s``); the run ends with
         what it has, as when the token budget runs out."""
+        self.complete_by = complete_by
+        """The caller's deadline (wall clock): the same stop, with the deadline as reason."""
 
     @property
     def spent(self) -> int:
@@ -82,6 +90,10 @@ class Budget:
     def fit(self, messages: Messages, n: int, max_tokens: int) -> int:
         """The max_tokens a call may use so the job never exceeds its budget: the prompt
         (counted with a margin for the chat template) plus n full-length samples must fit."""
+        if self.complete_by is not None and datetime.now(UTC) >= self.complete_by:
+            raise DeadlineReached(
+                f"the job's deadline (complete_by {self.complete_by.isoformat()}) passed"
+            )
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise BudgetExhausted(f"the job time limit of {self.time_limit_s:.0f}s was reached")
         remaining = self.remaining()

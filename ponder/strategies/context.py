@@ -3,6 +3,7 @@ sample), the verified candidates, trace events and the budget; nothing about per
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 from ponder.engines.base import Engine, GenerationResult
@@ -49,6 +50,7 @@ class StrategyContext:
         ledger: TokenLedger | None = None,
         judges: bool = False,
         time_limit_s: float | None = None,
+        complete_by: datetime | None = None,
     ) -> StrategyContext:
         """The context of one run of a job. ``ledger`` holds what earlier attempts already
         spent (the job's counters at claim), so the budget is the whole job's."""
@@ -57,6 +59,7 @@ class StrategyContext:
             ledger=ledger or TokenLedger(),
             count_tokens=engine.count_tokens,
             time_limit_s=time_limit_s,
+            complete_by=complete_by,
         )
         calls = EngineCalls(
             job_id=job_id,

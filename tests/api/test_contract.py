@@ -108,14 +108,16 @@ def test_result_trace_and_result_line_are_typed_down_to_their_parts(spec):
 
 def test_a_field_of_jobbase_reaches_json_multipart_batch_line_and_nightly():
     base = fields(JobBase)
-    # JobBase is its groups plus priority: a field added elsewhere would skip a way in.
-    assert base == fields(JobOptions) | fields(JobContent) | fields(JobNotify) | {"priority"}
+    # JobBase is its groups plus what a batch sets once for all its items: a field added
+    # elsewhere would skip a way in.
+    once = {"priority", "complete_by"}
+    assert base == fields(JobOptions) | fields(JobContent) | fields(JobNotify) | once
     assert fields(JobCreate) == base
     assert fields(JobRequest) == base
     assert set(JOB_FORM_SCHEMA["properties"]) == base - {"document"} | {"file"}
     # A batch sets priority and notification targets once, for every line.
-    assert fields(BatchItem) == base - fields(JobNotify) - {"priority"} | {"custom_id"}
-    assert fields(BatchCreate) & base == fields(JobNotify) | {"priority", "metadata"}
+    assert fields(BatchItem) == base - fields(JobNotify) - once | {"custom_id"}
+    assert fields(BatchCreate) & base == fields(JobNotify) | once | {"metadata"}
     # A nightly run reads each file as the document and sets the report's targets.
     nightly_job_fields = fields(NightlyRunSettings) & base
     assert nightly_job_fields == fields(JobOptions) | fields(JobNotify)
