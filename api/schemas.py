@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ponder.jobs.contract import (
     JobBase,
@@ -86,8 +86,14 @@ class JobPublic(BaseModel):
     cost: float | None
     metadata: dict[str, Any] | None
     cancel_requested: bool
+    complete_by: datetime | None = None
     batch_id: str | None = None
     custom_id: str | None = None
+    cached_from: str | None = Field(
+        default=None,
+        description="The job whose result answered this one from the cache (no engine call, "
+        "zero tokens); null when it ran.",
+    )
     answer: dict[str, Any] | None = Field(
         default=None,
         description="The answer to use: the reviewed answer once a person reviewed the job "
@@ -136,6 +142,12 @@ class BatchCreate(StorableInput, JobNotify):
         default=None, ge=0, le=9, description="For every item; default 7, after single jobs."
     )
     metadata: dict[str, Any] | None = None
+    complete_by: AwareDatetime | None = Field(
+        default=None,
+        description="The batch's window, ISO 8601 with a timezone, for every item: items not "
+        "started by then end `expired`, running ones end with what they have; the batch ends "
+        "`expired` with the results of the items that completed.",
+    )
 
 
 class BatchCounts(BaseModel):
@@ -156,13 +168,15 @@ class BatchPublic(BaseModel):
     source: str
     status: str = Field(
         description="queued, running, cancelling; once ended: succeeded, needs_review, "
-        "completed_with_failures, failed or cancelled."
+        "completed_with_failures, failed, cancelled or expired (its `complete_by` passed "
+        "with items not started)."
     )
     ended: bool
     total: int
     counts: BatchCounts
     round: int = Field(description="1, plus one per retry of the failed items.")
     priority: int
+    complete_by: datetime | None = None
     created_at: datetime
     started_at: datetime | None
     cancel_requested_at: datetime | None

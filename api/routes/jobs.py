@@ -64,8 +64,10 @@ def to_public(job: Job) -> JobPublic:
         cost=job.cost,
         metadata=job.metadata_,
         cancel_requested=job.cancel_requested,
+        complete_by=job.complete_by,
         batch_id=job.batch_id,
         custom_id=job.custom_id,
+        cached_from=job.cached_from,
     )
 
 

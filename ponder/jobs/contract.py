@@ -5,9 +5,10 @@ job returns (its result and its trace)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -48,6 +49,13 @@ class JobOptions(BaseModel):
     budget_tokens: int | None = Field(
         default=None, ge=1, description="Token budget for the whole job (prompt + output)."
     )
+    cache: Literal["use", "refresh", "off"] = Field(
+        default="off",
+        description="`use`: answered from an earlier job of this tenant with the same task, "
+        "document and configuration that succeeded (or was approved by a reviewer), and wait "
+        "for an identical one running; `refresh`: run, and answer later ones; `off` (the "
+        "default for now): run, never cached.",
+    )
 
     def job_options(self) -> dict[str, Any]:
         """These fields alone, as keyword arguments for another model of the family."""
@@ -84,10 +92,18 @@ class JobNotify(BaseModel):
 
 
 class JobBase(JobNotify, JobContent, JobOptions):
-    """Every field a caller sets on one job. Its own field, ``priority``, is set once for all
-    the items of a batch or a nightly run (default ``limits.batch_priority``)."""
+    """Every field a caller sets on one job. Its own fields, ``priority`` and ``complete_by``,
+    are set once for all the items of a batch (a nightly run: priority only, default
+    ``limits.batch_priority``)."""
 
     priority: int = Field(default=5, ge=0, le=9, description="0 runs first, 9 last.")
+    complete_by: AwareDatetime | None = Field(
+        default=None,
+        description="A deadline, ISO 8601 with a timezone (2026-12-01T18:00:00Z). Not started "
+        "by then: the job ends `expired`. Running at it: the run stops before its next engine "
+        "call and ends with what it has (the trace's `deadline_stop` says so). Within a "
+        "priority, a job with an earlier deadline is claimed first.",
+    )
 
 
 # What a job returns. The result and the selection are JSON the run wrote, read back from the
@@ -176,7 +192,7 @@ class Selection(StoredShape):
     failing_checks: list[FailingCheck] = Field(default_factory=list)
     """The best candidate's failing checks, when it did not pass."""
     stopped_by: str | None = None
-    """Why the run stopped early (budget, engine_refused), when it did."""
+    """Why the run stopped early (budget, deadline, engine_refused), when it did."""
 
 
 class TraceVerdict(BaseModel):

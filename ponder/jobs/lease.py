@@ -14,10 +14,11 @@ from sqlmodel import Session, col, select
 
 from ponder.config import Settings
 from ponder.db import after_commit
-from ponder.jobs import deaths, ending
+from ponder.jobs import cache, deaths, ending
 from ponder.jobs import state as job_state
 from ponder.models import Job, JobStatus, utcnow
 from ponder.queue import send_run_job
+from ponder.scoping import readable_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,11 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Claim:
     outcome: str
-    """``claimed``; ``ended`` (terminal, nothing to do); ``busy`` (another live run holds the
-    lease); ``exhausted`` (runs charged to the job used up: it was failed); ``quarantine``
-    (the job runs only alone: send it to the quarantine queue)."""
+    """``claimed``; ``ended`` (terminal, nothing to do, or just answered from the result
+    cache); ``busy`` (another live run holds the lease, or runs an identical job: claim again
+    after ``retry_in_s``); ``exhausted`` (runs charged to the job used up: it was failed);
+    ``expired`` (its ``complete_by`` passed before a run started it: it was expired);
+    ``quarantine`` (the job runs only alone: send it to the quarantine queue)."""
     token: int = 0
     attempt: int = 0
     retry_in_s: float = 0.0
@@ -57,11 +60,20 @@ def claim(
         job_state.move(job, JobStatus.queued)
         job.lease_owner = None
         job.lease_expires_at = None
+    if job.complete_by is not None and job.complete_by <= now:
+        # Its result is no longer wanted: no run starts (or, after a death, resumes) it.
+        ending.expire(session, job, settings=settings)
+        return Claim("expired")
     reason = deaths.exhausted_reason(job, settings)
     if reason is not None:
         # A job whose runs kill their worker: fail it instead of looping.
         ending.end(session, job, JobStatus.failed, error=reason, settings=settings)
         return Claim("exhausted")
+    answered = cache.at_claim(session, job, settings)
+    if answered == "cached":
+        return Claim("ended")
+    if answered == "waiting":
+        return Claim("busy", retry_in_s=cache.WAIT_FOR_TWIN_S)
     if job.quarantined_at is not None and not isolated:
         waited = (now - job.quarantined_at).total_seconds()
         if waited > settings.worker.quarantine_wait_alert_s:
@@ -105,36 +117,53 @@ def claim(
 
 @dataclass(frozen=True)
 class FairTurn:
-    """A queued job of a tenant with fewer jobs running, to run in place of the message's job."""
+    """A queued job to run in place of the message's job: of a tenant with fewer jobs running,
+    or of the same tenant and priority with an earlier deadline."""
 
     job_id: str
     priority: int
 
 
 def fairer_job(*, session: Session, job_id: str) -> FairTurn | None:
-    """The job a worker should run for a message naming ``job_id``: None to run that job, or the
-    first queued job of the tenant with the fewest jobs running, when that tenant has fewer
-    running than ``job_id``'s (then by priority, then age). The message's job is then sent to
-    the broker again after commit, so every queued job keeps a message of its own.
+    """The job a worker should run for a message naming ``job_id``: None to run that job, or
+    another queued job (``_fewer_running`` first, then ``_earlier_deadline``). The message's
+    job is then sent to the broker again after commit, so every queued job keeps a message of
+    its own. Claim, lease and fencing are untouched: the chosen job is claimed like any other,
+    so a race for it costs a ``busy`` claim, never a second run.
+
+    Only jobs never started (``attempts = 0``) are chosen: a job waiting for its retry backoff
+    runs from its own (delayed) message."""
+    mine = session.execute(
+        sa.select(col(Job.tenant_id), col(Job.priority), col(Job.complete_by)).where(
+            col(Job.id) == job_id, col(Job.status) == JobStatus.queued.value
+        )
+    ).first()
+    if mine is None:
+        return None  # running, ended or missing: the claim says what to do
+    tenant_id, priority, complete_by = mine
+    turn = _fewer_running(session, job_id, tenant_id)
+    why = "its tenant has fewer jobs running"
+    if turn is None:
+        turn = _earlier_deadline(session, job_id, tenant_id, priority, complete_by)
+        why = "it has an earlier deadline"
+    if turn is None:
+        return None
+    session.execute(sa.update(Job).where(col(Job.id) == job_id).values(enqueued_at=utcnow()))
+    after_commit(session, functools.partial(send_run_job, job_id, priority))
+    logger.info("job %s runs before job %s: %s", turn.job_id, job_id, why)
+    return turn
+
+
+def _fewer_running(session: Session, job_id: str, tenant_id: str) -> FairTurn | None:
+    """The first queued job of the tenant with the fewest jobs running, when that tenant has
+    fewer running than ``job_id``'s (then by priority, then age).
 
     The broker serves messages in priority and arrival order, so without this a tenant that
     queued 50,000 items ahead of another tenant's job would run all of them first. Here a
     message is a turn at a worker slot and the turn goes to the tenant with the fewest jobs
     running: another tenant's job starts at the next claim after it is queued, whatever is in
     the broker ahead of it. With one tenant, or when the message's tenant runs no more than
-    anyone waiting, nothing changes. Claim, lease and fencing are untouched: the chosen job is
-    claimed like any other, so a race for it costs a ``busy`` claim, never a second run.
-
-    Only jobs never started (``attempts = 0``) are chosen: a job waiting for its retry backoff
-    runs from its own (delayed) message."""
-    mine = session.execute(
-        sa.select(col(Job.tenant_id), col(Job.priority)).where(
-            col(Job.id) == job_id, col(Job.status) == JobStatus.queued.value
-        )
-    ).first()
-    if mine is None:
-        return None  # running, ended or missing: the claim says what to do
-    tenant_id, priority = mine
+    anyone waiting, nothing changes."""
     running: dict[str, int] = {
         tenant: count
         for tenant, count in session.execute(
@@ -155,16 +184,41 @@ def fairer_job(*, session: Session, job_id: str) -> FairTurn | None:
             col(Job.attempts) == 0,
             col(Job.tenant_id).not_in(crowded),
         )
-        .order_by(running_of_tenant, col(Job.priority), col(Job.created_at))
+        .order_by(running_of_tenant, col(Job.priority), col(Job.complete_by), col(Job.created_at))
         .limit(1)
         .with_for_update(skip_locked=True)
     ).first()
-    if fairer is None:
-        return None
-    session.execute(sa.update(Job).where(col(Job.id) == job_id).values(enqueued_at=utcnow()))
-    after_commit(session, functools.partial(send_run_job, job_id, priority))
-    logger.info("job %s runs before job %s: its tenant has fewer jobs running", fairer[0], job_id)
-    return FairTurn(job_id=fairer[0], priority=fairer[1])
+    return None if fairer is None else FairTurn(job_id=fairer[0], priority=fairer[1])
+
+
+def _earlier_deadline(
+    session: Session, job_id: str, tenant_id: str, priority: int, complete_by: Any
+) -> FairTurn | None:
+    """The queued job of the same tenant and priority with the earliest deadline, when it is
+    earlier than ``job_id``'s (or ``job_id`` has none).
+
+    The broker orders messages by priority steps and then by arrival, and knows nothing of
+    deadlines; so within a priority the deadline is honoured here, at the claim: a message is
+    a turn at a worker slot, and the turn goes to the most urgent job. Same tenant only, so it
+    never undoes ``_fewer_running``'s choice of whose turn it is."""
+    query = (
+        readable_jobs(tenant_id)
+        .with_only_columns(col(Job.id), col(Job.priority))
+        .where(
+            # A literal, so the partial index ix_jobs_queued_complete_by serves a prepared plan.
+            col(Job.status) == sa.literal_column("'queued'"),
+            col(Job.complete_by).is_not(None),
+            col(Job.priority) == priority,
+            col(Job.attempts) == 0,
+            col(Job.id) != job_id,
+        )
+    )
+    if complete_by is not None:
+        query = query.where(col(Job.complete_by) < complete_by)
+    earlier = session.execute(
+        query.order_by(col(Job.complete_by)).limit(1).with_for_update(skip_locked=True)
+    ).first()
+    return None if earlier is None else FairTurn(job_id=earlier[0], priority=earlier[1])
 
 
 def renew_lease(*, session: Session, job_id: str, token: int, settings: Settings) -> bool | None:

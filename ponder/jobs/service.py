@@ -127,6 +127,8 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
         ],
         "template": task.template,
         "template_version": task.template_version(),
+        # How the job uses the result cache; not part of its cache key (ponder/jobs/cache.py).
+        "cache": request.cache,
     }
 
 
@@ -182,6 +184,9 @@ def submit(
             webhook_url=request.webhook_url,
             webhook_endpoint_id=endpoint_id,
             email=request.email,
+            # A time already past is accepted: the claim ends the job ``expired``, notified
+            # like any ending, rather than a refusal the caller cannot tell from bad input.
+            complete_by=request.complete_by,
             enqueued_at=utcnow(),
         )
         session.add(job)

@@ -13,8 +13,11 @@ from ponder.models import Job, JobStatus
 Q, R = JobStatus.queued, JobStatus.running
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # Failed from queued: a job whose attempts were all used by runs that died is failed at
-    # the claim that finds it so.
-    Q: frozenset({R, JobStatus.cancelled, JobStatus.failed}),
+    # the claim that finds it so. Succeeded or reviewed from queued: a claim answers the job
+    # from the result cache with its source's answer and status (ponder/jobs/cache.py).
+    Q: frozenset(
+        {R, JobStatus.cancelled, JobStatus.failed, JobStatus.succeeded, JobStatus.reviewed}
+    ),
     # Running to running: a run whose lease expired is claimed again by another run. Running
     # to queued: a run gives the job back after a transient failure (engine unavailable).
     R: frozenset(

@@ -25,7 +25,10 @@ def submit(tenant) -> str:
         job, _ = jobs.submit(
             session=session,
             tenant=t,
-            request=jobs.JobRequest(task="medrec_extraction", document="Metoprolol 50 mg daily."),
+            # Identical jobs, each run on its own: these tests are about deaths, not the cache.
+            request=jobs.JobRequest(
+                task="medrec_extraction", document="Metoprolol 50 mg daily.", cache="off"
+            ),
             idempotency_key=None,
             settings=get_settings(),
         )
