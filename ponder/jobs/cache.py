@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from ponder.config import Settings
-from ponder.jobs import deaths, ending
+from ponder.jobs import ending
+from ponder.jobs.events import append_job_event
 from ponder.models import Job, JobStatus, utcnow
 from ponder.scoping import readable_jobs
 
@@ -131,7 +132,7 @@ def _answer_from(session: Session, job: Job, source: Job, settings: Settings) ->
     job.selected_candidate_id = None
     job.started_at = job.started_at or utcnow()
     saved = source.prompt_tokens + source.completion_tokens
-    deaths.append_event(
+    append_job_event(
         session,
         job,
         "cache_hit",

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from ponder.config import Settings
-from ponder.models import Job, JobStatus, TraceEvent
+from ponder.jobs.events import append_job_event
+from ponder.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def record_death(session: Session, job: Job, settings: Settings, now: datetime) 
     # Another tenant's job ids stay out of this tenant's trace: only their count is shown
     # there; the log names them all for the operator.
     same_tenant = sorted(j for j, tenant in crowd if tenant == job.tenant_id)
-    append_event(session, job, "worker_lost", {
+    append_job_event(session, job, "worker_lost", {
         "worker": worker,
         "attempt": job.attempts,
         "counted_as": "crowd" if crowd else "alone",
@@ -74,7 +74,7 @@ def record_death(session: Session, job: Job, settings: Settings, now: datetime) 
     threshold = settings.worker.crowd_deaths_before_quarantine
     if threshold and job.quarantined_at is None and job.crowd_deaths >= threshold:
         job.quarantined_at = now
-        append_event(session, job, "quarantined", {"crowd_deaths": job.crowd_deaths})
+        append_job_event(session, job, "quarantined", {"crowd_deaths": job.crowd_deaths})
         logger.warning(
             "job %s quarantined after %d deaths in a crowd: it runs alone from now on",
             job.id,
@@ -104,15 +104,3 @@ def exhausted_reason(job: Job, settings: Settings) -> str | None:
     if job.crowd_deaths:
         reason += f" ({job.crowd_deaths} more deaths among other jobs were not counted)"
     return reason
-
-
-def append_event(session: Session, job: Job, kind: str, data: dict[str, Any]) -> None:
-    """A trace event written by the claim or a release, under the job's row lock (which also
-    orders it against the run's own events: every run write renews the lease on that row)."""
-    seq = session.execute(
-        sa.select(sa.func.coalesce(sa.func.max(TraceEvent.seq), 0) + 1).where(
-            col(TraceEvent.job_id) == job.id
-        )
-    ).scalar_one()
-    session.add(TraceEvent(job_id=job.id, seq=seq, attempt=job.attempts, kind=kind, data=data))
-    session.flush()

@@ -16,6 +16,7 @@ from ponder.config import Settings
 from ponder.db import after_commit
 from ponder.jobs import cache, deaths, ending
 from ponder.jobs import state as job_state
+from ponder.jobs.events import append_job_event
 from ponder.models import Job, JobStatus, utcnow
 from ponder.queue import send_run_job
 from ponder.scoping import readable_jobs
@@ -279,7 +280,7 @@ def release_preempted(*, session: Session, job: Job, worker: str) -> None:
     nothing wrong), and the job is sent to the broker again after commit. Recorded steps
     stay and are reused by the next run."""
     job_state.move(job, JobStatus.queued)
-    deaths.append_event(session, job, "preempted", {"worker": worker})
+    append_job_event(session, job, "preempted", {"worker": worker})
     job.attempts -= 1
     job.lease_owner = None
     job.lease_expires_at = None

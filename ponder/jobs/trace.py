@@ -17,6 +17,7 @@ from ponder.db import session_scope, with_retries
 from ponder.engines.base import GenerationResult
 from ponder.errors import LeaseLost
 from ponder.jobs.contract import Selection, Trace, TraceCandidate, TraceStep, TraceVerdict
+from ponder.jobs.events import append_event
 from ponder.jobs.lease import renew_lease
 from ponder.models import Candidate, Job, TraceEvent, Verdict
 from ponder.storable import storable, storable_text
@@ -212,14 +213,7 @@ class PostgresRecorder:
                 _as_stored(data),
             ):
                 return  # the first try landed
-        seq = session.execute(
-            sa.select(sa.func.coalesce(sa.func.max(TraceEvent.seq), 0) + 1).where(
-                col(TraceEvent.job_id) == self.job_id
-            )
-        ).scalar_one()
-        session.add(
-            TraceEvent(job_id=self.job_id, seq=seq, attempt=self.attempt, kind=kind, data=data)
-        )
+        append_event(session, job_id=self.job_id, attempt=self.attempt, kind=kind, data=data)
 
 
 def _as_stored(data: dict[str, Any]) -> Any:

@@ -1,0 +1,31 @@
+"""Appending to a job's trace events: the one place that numbers them (each job's ``seq`` one
+past its last), used by the run's recorder and by the claim, releases and the cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from ponder.models import Job, TraceEvent
+
+
+def append_event(
+    session: Session, *, job_id: str, attempt: int, kind: str, data: dict[str, Any]
+) -> None:
+    """Add the job's next trace event. The caller holds the job's row lock or its lease, which
+    orders the event against the job's other writers."""
+    seq = session.execute(
+        sa.select(sa.func.coalesce(sa.func.max(TraceEvent.seq), 0) + 1).where(
+            col(TraceEvent.job_id) == job_id
+        )
+    ).scalar_one()
+    session.add(TraceEvent(job_id=job_id, seq=seq, attempt=attempt, kind=kind, data=data))
+    session.flush()
+
+
+def append_job_event(session: Session, job: Job, kind: str, data: dict[str, Any]) -> None:
+    """A trace event written outside a run (a claim, a release, a cache hit), numbered with the
+    job's current attempt."""
+    append_event(session, job_id=job.id, attempt=job.attempts, kind=kind, data=data)
