@@ -56,6 +56,13 @@ class JobOptions(BaseModel):
         "for an identical one running; `refresh`: run, and answer later ones; `off` (the "
         "default for now): run, never cached.",
     )
+    review: Literal["on_failure", "always"] = Field(
+        default="on_failure",
+        description="`on_failure` (the default): a person reviews the job only when its answer "
+        "fails a required check; `always`: a person signs off every answer, one that passed "
+        "every check included (it ends `needs_review` with the `review_policy` reason), as a "
+        "team does while it onboards a task or audits the verifiers.",
+    )
 
     def job_options(self) -> dict[str, Any]:
         """These fields alone, as keyword arguments for another model of the family."""

@@ -185,7 +185,10 @@ def _run(
                 recorder.check()
             except Preempted:
                 pass  # the outcome is complete: write it rather than give the job back
-        return _finish(job_id, claim.token, outcome, settings, time.monotonic() - started)
+        review_always = job.config.get("review") == "always"
+        return _finish(
+            job_id, claim.token, outcome, settings, time.monotonic() - started, review_always
+        )
     except Preempted:
         if not preemption.release(job_id, claim.token, owner):
             return RunOutcome("lease_lost")  # released already (past half the grace period)
@@ -231,6 +234,16 @@ UNSTORABLE_CHECK: dict[str, Any] = {
 }
 
 
+REVIEW_POLICY_CHECK: dict[str, Any] = {
+    "verifier": "review_policy",
+    "required": True,
+    "findings": [
+        "the job asked for a person to sign off every answer (review: always); the answer "
+        "passed every required check"
+    ],
+}
+
+
 def _judges_frozen(task: TaskType, config: dict[str, Any]) -> bool:
     """Whether the job was submitted with its task's model-judge verifiers enabled: the
     frozen verifier list decides, not this worker's settings."""
@@ -239,7 +252,12 @@ def _judges_frozen(task: TaskType, config: dict[str, Any]) -> bool:
 
 
 def _finish(
-    job_id: str, token: int, outcome: StrategyOutcome, settings: Settings, wall_s: float
+    job_id: str,
+    token: int,
+    outcome: StrategyOutcome,
+    settings: Settings,
+    wall_s: float,
+    review_always: bool = False,
 ) -> RunOutcome:
     selected = outcome.selected
     status = JobStatus(outcome.status)
@@ -258,6 +276,10 @@ def _finish(
         checks = [*checks, UNSTORABLE_CHECK]
         if status == JobStatus.succeeded:
             status = JobStatus.needs_review
+    if review_always and status == JobStatus.succeeded:
+        # Checked, and still a person's to sign off: the caller asked for it on this job.
+        checks = [*checks, REVIEW_POLICY_CHECK]
+        status = JobStatus.needs_review
     typed = JobResult(
         output=stored_output,
         selected=None if selected is None else CandidateSummary.model_validate(selected.summary()),

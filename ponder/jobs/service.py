@@ -129,6 +129,8 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
         "template_version": task.template_version(),
         # How the job uses the result cache; not part of its cache key (ponder/jobs/cache.py).
         "cache": request.cache,
+        # Whether a person signs off every answer or only a failing one (ponder/jobs/runner.py).
+        "review": request.review,
     }
 
 

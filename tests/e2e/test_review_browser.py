@@ -92,18 +92,19 @@ def browser() -> Iterator[object]:
 
 
 def _needs_review_job(client: httpx.Client, receiver_url: str) -> str:
-    """Submit until the real worker flags one (each try a fresh document, so no idempotent
-    reuse); the first one usually is."""
+    """A job the real worker ran and a person must sign off: ``review: always`` makes that so
+    whether or not the small model's answer passes every check (whether it does varies with
+    the machine). A try whose answer did not parse is repeated with a fresh document."""
     for attempt in range(3):
         body = {"task": "medrec_extraction", "document": f"{NOTE}\nVisit {attempt}.",
-                "strategy": "single", "webhook_url": receiver_url,
+                "strategy": "single", "review": "always", "webhook_url": receiver_url,
                 "email": "pharmacist@example.org"}  # fmt: skip
         response = client.post("/v1/jobs", json=body)
         assert response.status_code == 201, response.text
         job = wait_for_status(response.json()["id"], ENDED, timeout_s=600)
         if job["status"] == "needs_review" and (job["result"] or {}).get("output"):
             return str(job["id"])
-    pytest.fail("the worker never flagged a job for review in three tries")
+    pytest.fail("the worker gave no parsed answer to review in three tries")
 
 
 def test_a_reviewer_corrects_a_dose_in_the_browser_and_the_caller_gets_it(
