@@ -148,6 +148,11 @@ class BatchCreate(StorableInput, JobNotify):
         "started by then end `expired`, running ones end with what they have; the batch ends "
         "`expired` with the results of the items that completed.",
     )
+    cache: Literal["use", "refresh", "off"] | None = Field(
+        default=None,
+        description="The result cache for every item whose line does not say `cache`: "
+        "`use`, `refresh` or `off` (see `cache` on a job); omitted, the deployment's default.",
+    )
 
 
 class BatchCounts(BaseModel):

@@ -30,7 +30,7 @@ DOCUMENT = "Metoprolol 50 mg by mouth twice daily. " * 25  # about 1 kB a line
 def lines(count: int) -> Iterator[bytes]:
     for i in range(count):
         item = {"custom_id": f"item-{i}", "task": "medrec_extraction", "document": DOCUMENT,
-                "strategy": "single"}  # fmt: skip
+                "strategy": "single", "cache": "off"}  # fmt: skip
         yield json.dumps(item).encode() + b"\n"
 
 

@@ -359,7 +359,7 @@ def main() -> int:
                 text = f"{document(i)} {POISON_MARKER}" if i in poison_at else document(i)
                 response = client.post("/v1/jobs", json={
                     "task": "medrec_extraction", "document": text, "strategy": "single",
-                    "webhook_url": receiver.url, "seed": i,
+                    "webhook_url": receiver.url, "seed": i, "cache": "off",
                 })  # fmt: skip
                 if response.status_code == 201:
                     job_ids.append(response.json()["id"])

@@ -328,6 +328,9 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     knobs_file: Path | None = None
     """TOML file of per-task defaults and tenant caps (ponder/jobs/knobs.py); re-read on change."""
+    result_cache: Literal["use", "refresh", "off"] = "use"
+    """What a job that does not say ``cache`` does (ponder/jobs/cache.py): ``use`` answers an
+    identical document from an earlier checked answer of the same tenant."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)

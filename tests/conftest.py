@@ -43,6 +43,9 @@ os.environ.update(
         # Answers are short JSON; a sample that loops would run to the 1536-token default and
         # hold its job for a minute on CPU. Tests that need another limit set their own.
         "PONDER_LIMITS__MAX_TOKENS_PER_SAMPLE": "256",
+        # Many tests submit the same document again to make the engine work again; the cache's
+        # own tests ask for `use` per job, and test_cache.py checks the product default.
+        "PONDER_RESULT_CACHE": "off",
         "OMP_NUM_THREADS": "1",
     }
 )

@@ -50,6 +50,8 @@ class BatchOptions:
     metadata: dict[str, Any] | None = None
     complete_by: datetime | None = None
     """The batch's window: every item's ``complete_by``."""
+    cache: str | None = None
+    """The result cache of every item whose line does not say ``cache``."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,12 @@ def create_batch(
         return batch, False
     session.flush()  # the items' rows refer to the batch's
     insert_items(
-        session=session, batch=batch, upload=upload, tenant_name=tenant.name, settings=settings
+        session=session,
+        batch=batch,
+        upload=upload,
+        tenant_name=tenant.name,
+        settings=settings,
+        cache=options.cache,
     )
     logger.info("batch %s created with %d items", batch.id, batch.item_count)
     return batch, True
@@ -133,16 +140,25 @@ def new_batch(
 
 
 def insert_items(
-    *, session: Session, batch: Batch, upload: IO[bytes], tenant_name: str, settings: Settings
+    *,
+    session: Session,
+    batch: Batch,
+    upload: IO[bytes],
+    tenant_name: str,
+    settings: Settings,
+    cache: str | None = None,
 ) -> None:
     """Insert the (already checked) lines as jobs, ``INSERT_CHUNK`` rows at a time, and
-    dispatch them after commit. The line number is the item's ``batch_index``."""
+    dispatch them after commit. The line number is the item's ``batch_index``; ``cache`` is
+    the batch's, for the lines that do not say theirs."""
     max_line = settings.limits.max_request_bytes
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for number, raw in iter_lines(upload, max_line_bytes=max_line):
         item = parse_line(raw, max_line_bytes=max_line)
         request = item.job_request(priority=batch.priority)
+        if request.cache is None and cache is not None:
+            request = request.model_copy(update={"cache": cache})
         job = Job(
             tenant_id=batch.tenant_id,
             task=item.task,

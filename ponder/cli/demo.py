@@ -72,6 +72,8 @@ def run_demo(*, n: int = 4, timeout_s: float = 900.0) -> int:
                     "webhook_url": receiver.url,
                     "email": "reviewer@example.org",
                     "metadata": {"sample": path.name},
+                    # The demo shows the pipeline run, every time: not an earlier run's answer.
+                    "cache": "refresh",
                 },
             )
             r.raise_for_status()

@@ -187,6 +187,7 @@ def _submit_all(
             request = jobs.JobRequest(
                 task=task, document=item.document, strategy=spec.name, n=spec.n, params={},
                 seed=options.seed, metadata={"eval_item": item.id, "eval_strategy": spec.text},
+                cache="off",  # an evaluation measures the engine, every run of it
             )  # fmt: skip
             try:
                 with session.begin_nested():

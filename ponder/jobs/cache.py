@@ -16,6 +16,7 @@ from ponder.config import Settings
 from ponder.jobs import ending
 from ponder.jobs.events import append_job_event
 from ponder.models import Job, JobStatus, utcnow
+from ponder.ops import rollups
 from ponder.scoping import readable_jobs
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,9 @@ def _answer_from(session: Session, job: Job, source: Job, settings: Settings) ->
         },
     )
     ending.end(session, job, JobStatus(source.status), error=None, settings=settings)
+    conn = session.connection()
+    rollups.add(conn, "cache_hits", (job.task,), 1)
+    rollups.add(conn, "cache_tokens_saved", (job.task,), saved)
     # The QA sample measures the machine's runs: a copy of one adds no evidence.
     job.qa_sampled = False
     session.add(job)

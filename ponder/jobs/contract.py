@@ -49,12 +49,13 @@ class JobOptions(BaseModel):
     budget_tokens: int | None = Field(
         default=None, ge=1, description="Token budget for the whole job (prompt + output)."
     )
-    cache: Literal["use", "refresh", "off"] = Field(
-        default="off",
+    cache: Literal["use", "refresh", "off"] | None = Field(
+        default=None,
         description="`use`: answered from an earlier job of this tenant with the same task, "
         "document and configuration that succeeded (or was approved by a reviewer), and wait "
-        "for an identical one running; `refresh`: run, and answer later ones; `off` (the "
-        "default for now): run, never cached.",
+        "for an identical one running; `refresh`: run, and answer later ones; `off`: run, "
+        "never cached. Omitted: the batch's `cache`, else the deployment's `result_cache` "
+        "(`use` unless its operator set another).",
     )
     review: Literal["on_failure", "always"] = Field(
         default="on_failure",

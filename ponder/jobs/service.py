@@ -128,7 +128,7 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
         "template": task.template,
         "template_version": task.template_version(),
         # How the job uses the result cache; not part of its cache key (ponder/jobs/cache.py).
-        "cache": request.cache,
+        "cache": request.cache or settings.result_cache,
         # Whether a person signs off every answer or only a failing one (ponder/jobs/runner.py).
         "review": request.review,
     }

@@ -46,6 +46,7 @@ class PonderCollector(Collector):
         yield from _latency(rollups)
         yield from _verifiers(rollups)
         yield from _escalations(rollups)
+        yield from _cache(rollups)
         yield from _deliveries(rollups)
         yield from _reviews(rollups)
         yield _queue_depth(self.settings)
@@ -113,6 +114,23 @@ def _escalations(rollups: Rollups) -> Iterator[Metric]:
     family = CounterMetricFamily("ponder_escalations", "Adaptive strategy escalations")
     family.add_metric([], rollups.get("escalations", {}).get((), 0.0))
     yield family
+
+
+def _cache(rollups: Rollups) -> Iterator[Metric]:
+    hits = CounterMetricFamily(
+        "ponder_cache_hits", "Jobs answered from the result cache", labels=["task"]
+    )
+    saved = CounterMetricFamily(
+        "ponder_cache_tokens_saved",
+        "Engine tokens (prompt + completion) the cache's answers did not spend",
+        labels=["task"],
+    )
+    for (task,), count in sorted(rollups.get("cache_hits", {}).items()):
+        hits.add_metric([task], count)
+    for (task,), tokens in sorted(rollups.get("cache_tokens_saved", {}).items()):
+        saved.add_metric([task], tokens)
+    yield hits
+    yield saved
 
 
 def _deliveries(rollups: Rollups) -> Iterator[Metric]:

@@ -39,6 +39,17 @@ _READ = sa.text(
 )
 
 
+_ADD = sa.text(
+    "insert into metric_deltas (metric, labels, value) values (:metric, :labels, :value)"
+)
+
+
+def add(conn: sa.Connection, metric: str, labels: Labels, value: float) -> None:
+    """A counter's delta written by code rather than a trigger (an event no table's change
+    says alone, such as a cache hit), in the caller's transaction."""
+    conn.execute(_ADD, {"metric": metric, "labels": list(labels), "value": value})
+
+
 def compact(conn: sa.Connection) -> bool:
     """Fold the deltas into the totals, in the caller's transaction. False when another
     compactor holds the lock (it folds the same deltas)."""

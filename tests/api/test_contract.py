@@ -117,7 +117,8 @@ def test_a_field_of_jobbase_reaches_json_multipart_batch_line_and_nightly():
     assert set(JOB_FORM_SCHEMA["properties"]) == base - {"document"} | {"file"}
     # A batch sets priority and notification targets once, for every line.
     assert fields(BatchItem) == base - fields(JobNotify) - once | {"custom_id"}
-    assert fields(BatchCreate) & base == fields(JobNotify) | once | {"metadata"}
+    # ... and may set the result cache for the lines that do not say theirs.
+    assert fields(BatchCreate) & base == fields(JobNotify) | once | {"metadata", "cache"}
     # A nightly run reads each file as the document and sets the report's targets.
     nightly_job_fields = fields(NightlyRunSettings) & base
     assert nightly_job_fields == fields(JobOptions) | fields(JobNotify)

@@ -239,3 +239,70 @@ def test_the_key_leaves_out_what_does_not_shape_the_answer(tenant):
     b = job(submit(tenant.tenant_id, priority=9))
     c = job(submit(tenant.tenant_id, seed=8))
     assert cache.cache_key(a) == cache.cache_key(b) != cache.cache_key(c)
+
+
+def test_a_job_that_does_not_say_takes_the_deployments_default(tenant):
+    """The product default is ``use``; this suite's settings say ``off`` (tests/conftest.py)."""
+    from ponder.config import Settings
+
+    assert Settings.model_fields["result_cache"].default == "use"
+    request = jobs.JobRequest(task="medrec_extraction", document=NOTE)
+    for default in ("use", "off", "refresh"):
+        settings = get_settings().model_copy(update={"result_cache": default})
+        assert jobs.frozen_config(request, settings, "tenant-a")["cache"] == default
+    said = jobs.JobRequest(task="medrec_extraction", document=NOTE, cache="off")
+    settings = get_settings().model_copy(update={"result_cache": "use"})
+    assert jobs.frozen_config(said, settings, "tenant-a")["cache"] == "off"
+
+
+def _batch(api, tenant, lines: list[dict[str, Any]], **form: str):
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    return api.post(
+        "/v1/batches",
+        files={"file": ("items.jsonl", body.encode(), "application/jsonl")},
+        data=form,
+        headers=tenant.headers,
+    )
+
+
+def test_a_batchs_cache_applies_to_the_lines_that_do_not_say_theirs(api, tenant):
+    lines = [
+        {"custom_id": "a", "task": "medrec_extraction", "document": NOTE},
+        {"custom_id": "b", "task": "medrec_extraction", "document": NOTE, "cache": "off"},
+    ]
+    response = _batch(api, tenant, lines, cache="use")
+    assert response.status_code == 201, response.text
+    with session_scope() as session:
+        rows = session.exec(select(Job).where(Job.batch_id == response.json()["id"])).all()
+        by_id = {row.custom_id: row.config["cache"] for row in rows}
+    assert by_id == {"a": "use", "b": "off"}
+
+
+def test_an_unknown_batch_cache_is_refused_and_writes_nothing(api, tenant):
+    with get_engine().connect() as conn:
+        before = conn.execute(sa.text("select count(*) from batches")).scalar_one()
+    line = {"custom_id": "a", "task": "medrec_extraction", "document": NOTE}
+    response = _batch(api, tenant, [line], cache="sometimes")
+    assert response.status_code in (400, 422)
+    assert "cache" in response.text and "use" in response.text
+    with get_engine().connect() as conn:
+        assert conn.execute(sa.text("select count(*) from batches")).scalar_one() == before
+
+
+def test_hits_and_tokens_saved_reach_the_metrics(tenant):
+    from ponder.ops.rollups import compact_and_read
+
+    def counters() -> tuple[float, float]:
+        rollups = compact_and_read(get_engine())
+        key = ("medrec_extraction",)
+        return (
+            rollups.get("cache_hits", {}).get(key, 0.0),
+            rollups.get("cache_tokens_saved", {}).get(key, 0.0),
+        )
+
+    ran(tenant.tenant_id)
+    before = counters()
+    assert claim(submit(tenant.tenant_id)).outcome == "ended"
+    assert claim(submit(tenant.tenant_id, seed=8)).outcome == "claimed"  # a run, not a hit
+    hits, saved = counters()
+    assert (hits - before[0], saved - before[1]) == (1, 150)
