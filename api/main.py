@@ -15,11 +15,13 @@ from api.routes import (
     audit,
     batches,
     deliveries,
+    events,
     health,
     jobs,
     keys,
     lifecycle,
     metrics,
+    openai,
     reviews,
     webhooks,
 )
@@ -37,7 +39,9 @@ def create_app() -> FastAPI:
         description="Batch reasoning with checked answers, their evidence and their cost.",
         dependencies=[Depends(refuse_nul_in_url)],
     )
-    app.add_middleware(BodyLimit, streamed={("POST", "/v1/batches")})
+    app.add_middleware(
+        BodyLimit, streamed={("POST", "/v1/batches"), ("POST", f"{openai.PREFIX}/files")}
+    )
     app.include_router(health.router)
     app.include_router(metrics.router)
     # Every /v1 route: the key's scope for the route, and the audit record of the access.
@@ -45,22 +49,29 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router, dependencies=scoped)
     app.include_router(deliveries.router, dependencies=scoped)
     app.include_router(batches.router, dependencies=scoped)
+    app.include_router(events.router, dependencies=scoped)
     app.include_router(webhooks.router, dependencies=scoped)
     app.include_router(lifecycle.router, dependencies=scoped)
     app.include_router(keys.router, dependencies=scoped)
     app.include_router(audit.router, dependencies=scoped)
     app.include_router(reviews.router, dependencies=scoped)
+    app.include_router(openai.router, dependencies=scoped)  # errors in OpenAI's shape, below
     # The review workspace's pages: reviewer sessions (cookies), not API keys.
     app.include_router(review_web_router)
 
     @app.exception_handler(PonderError)
     async def _ponder_error(request: Request, exc: PonderError) -> JSONResponse:
+        if _is_openai(request):
+            return openai.error_response(exc.status_code, exc.message, exc.detail, exc.headers)
         return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Errors raised by the framework itself (unknown route, wrong method) in the same
         # shape as ours, saying what to fix.
+        if _is_openai(request):
+            message = _framework_message(exc)
+            return openai.error_response(exc.status_code, message, {}, exc.headers)
         return JSONResponse(
             {"error": _framework_message(exc), "detail": {}},
             status_code=exc.status_code,
@@ -71,12 +82,20 @@ def create_app() -> FastAPI:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Name the field and the problem; never echo the submitted values (may be PHI).
         problems = validation_problems(exc, skip="body")
+        if _is_openai(request):
+            param = ".".join(str(p) for p in exc.errors()[0]["loc"][1:]) if exc.errors() else None
+            message = "invalid request: " + "; ".join(problems)
+            return openai.error_response(422, message, {"param": param or None})
         return JSONResponse(
             {"error": "invalid request: " + "; ".join(problems), "detail": {"problems": problems}},
             status_code=422,
         )
 
     return app
+
+
+def _is_openai(request: Request) -> bool:
+    return request.url.path.startswith(f"{openai.PREFIX}/")
 
 
 def _framework_message(exc: StarletteHTTPException) -> str:

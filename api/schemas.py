@@ -94,6 +94,21 @@ class JobPublic(BaseModel):
         description="The job whose result answered this one from the cache (no engine call, "
         "zero tokens); null when it ran.",
     )
+    arm: str | None = Field(
+        default=None,
+        description="The A/B arm the job ran in (an arm's name from the knobs file, or "
+        "`control`); null when the job took no part in an experiment.",
+    )
+    model_requested: str | None = Field(
+        default=None,
+        description="The registry model the job asked for (or its task's default); null for "
+        "a job submitted before the registry.",
+    )
+    model_used: str | None = Field(
+        default=None,
+        description="The registry model that runs (ran) the job: its task's fallback_model "
+        "when the requested one was unhealthy.",
+    )
     answer: dict[str, Any] | None = Field(
         default=None,
         description="The answer to use: the reviewed answer once a person reviewed the job "

@@ -37,6 +37,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/jobs"): Rule(READ),
     ("GET", "/v1/jobs/{job_id}"): Rule(READ, "job.read"),
     ("GET", "/v1/jobs/{job_id}/trace"): Rule(READ, "job.trace"),
+    ("GET", "/v1/jobs/{job_id}/events"): Rule(READ, "job.events"),
     ("GET", "/v1/jobs/{job_id}/deliveries"): Rule(READ, "job.deliveries"),
     ("POST", "/v1/jobs/{job_id}/cancel"): Rule(SUBMIT, "job.cancel"),
     ("DELETE", "/v1/jobs/{job_id}"): Rule(ADMIN, "job.delete"),
@@ -46,6 +47,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/batches"): Rule(READ),
     ("GET", "/v1/batches/{batch_id}"): Rule(READ, "batch.read"),
     ("GET", "/v1/batches/{batch_id}/results"): Rule(READ, "batch.results"),
+    ("GET", "/v1/batches/{batch_id}/events"): Rule(READ, "batch.events"),
     ("GET", "/v1/batches/{batch_id}/deliveries"): Rule(READ, "batch.deliveries"),
     ("POST", "/v1/batches/{batch_id}/cancel"): Rule(SUBMIT, "batch.cancel"),
     ("POST", "/v1/batches/{batch_id}/retry"): Rule(SUBMIT, "batch.retry"),
@@ -68,6 +70,16 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/reviews/stats"): Rule(READ),
     ("GET", "/v1/jobs/{job_id}/review"): Rule(READ),
     ("POST", "/v1/jobs/{job_id}/review"): Rule(SUBMIT),
+    # The OpenAI-compatible surface (api/routes/openai.py records its file accesses itself).
+    ("POST", "/openai/v1/files"): Rule(SUBMIT),
+    ("GET", "/openai/v1/files"): Rule(READ),
+    ("GET", "/openai/v1/files/{file_id}"): Rule(READ),
+    ("GET", "/openai/v1/files/{file_id}/content"): Rule(READ),
+    ("DELETE", "/openai/v1/files/{file_id}"): Rule(SUBMIT),
+    ("POST", "/openai/v1/batches"): Rule(SUBMIT),
+    ("GET", "/openai/v1/batches"): Rule(READ),
+    ("GET", "/openai/v1/batches/{batch_id}"): Rule(READ, "batch.read"),
+    ("POST", "/openai/v1/batches/{batch_id}/cancel"): Rule(SUBMIT, "batch.cancel"),
 }
 FAIL_CLOSED = Rule(ADMIN)
 """A route not in POLICY."""

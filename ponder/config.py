@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ponder.engines.registry import ModelEntry, ModelPrices, Registry, check_entries
 from ponder.jobs.contract import JobNotify, JobOptions
 
 
@@ -57,6 +58,10 @@ class EngineSettings(BaseModel):
     seed: int = 0
     request_timeout_s: float = 600.0
     max_retries: int = 3
+    reasoning_parser: str | None = None
+    """vLLM's reasoning parser for a reasoning model (``deepseek_r1``, ``qwen3``, …; for
+    ``openai`` the one the server runs with ``--reasoning-parser``): thinking is separated from
+    the answer and budgeted by the engine. None: a plain model (two-phase extended reasoning)."""
 
 
 class WorkerSettings(BaseModel):
@@ -102,6 +107,9 @@ class WorkerSettings(BaseModel):
     """The time zone beat reads cron expressions in (``nightly[].cron``)."""
     requeue_after_s: int = 120
     """A ``queued`` job untouched this long is sent to the broker again by the reconciler."""
+    model: str = ""
+    """The registry entry this reasoning worker serves (its engine, its queue); empty: the
+    default model (ponder/engines/registry.py)."""
 
     @model_validator(mode="after")
     def _ceiling_above_the_poison_path(self) -> WorkerSettings:
@@ -265,6 +273,17 @@ class CostSettings(BaseModel):
         )
 
 
+class FallbackSettings(BaseModel):
+    """When a model counts as unhealthy, so that jobs of a task whose knobs name a
+    ``fallback_model`` go there instead (ponder/jobs/routing.py)."""
+
+    queue_age_s: float = Field(default=600.0, gt=0)
+    """The oldest job queued for the model waited longer than this: its pool is down or
+    overwhelmed."""
+    engine_errors: int = Field(default=3, ge=1)
+    """The model's last this many runs all met an engine error."""
+
+
 class AlertSettings(BaseModel):
     """Cost and quality alerts (ponder/ops/alerts.py), checked every ``every_s`` by beat."""
 
@@ -305,6 +324,21 @@ class MetricsSettings(BaseModel):
     production."""
 
 
+class LiveSettings(BaseModel):
+    """The live progress streams (Server-Sent Events, api/routes/events.py)."""
+
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    """A ``: ping`` comment after this long without an event, so proxies keep the stream
+    open and a client notices a dead connection."""
+    poll_s: float = Field(default=1.0, gt=0)
+    """How often a stream reads PostgreSQL without a wake-up: a job's end (which writes no
+    trace event) and a batch's counts are seen within this long."""
+    max_stream_s: float = Field(default=1800.0, gt=0)
+    """A stream still open after this long is closed without its ``end`` event; the client
+    reconnects with ``Last-Event-ID`` (an EventSource does so by itself), so no connection
+    outlives a deployment or a proxy's limit by much."""
+
+
 class ReviewSettings(BaseModel):
     """The review workspace (ponder/reviews/, api/routes/reviews.py and the pages under
     ``/review``)."""
@@ -343,8 +377,62 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     nightly: list[NightlyRunSettings] = Field(default_factory=list)
     """Scheduled batch runs over inbox folders (a JSON list in ``PONDER_NIGHTLY``)."""
+    models: list[ModelEntry] = Field(default_factory=list)
+    """The model registry (a JSON list in ``PONDER_MODELS``, ponder/engines/registry.py);
+    empty: one entry, ``default``, built from the ``engine`` settings."""
+    default_model: str = ""
+    """The entry a job that names no model runs on; empty: the first entry (``default``
+    without a registry)."""
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
+
+    @model_validator(mode="after")
+    def _registry_servable(self) -> Settings:
+        check_entries(self.models, self.default_model or self.registry.default)
+        if self.worker.model and self.worker.model not in self.registry.entries:
+            raise ValueError(
+                f"worker.model {self.worker.model!r} is not in the registry; known models: "
+                f"{', '.join(self.registry.names())}"
+            )
+        for run in self.nightly:
+            if run.model is not None and run.model not in self.registry.entries:
+                raise ValueError(
+                    f"nightly run {run.name!r}: unknown model {run.model!r}; known models: "
+                    f"{', '.join(self.registry.names())}"
+                )
+        return self
+
+    @property
+    def registry(self) -> Registry:
+        """The configured models, or the one built from ``engine`` (and ``cost``)."""
+        if self.models:
+            entries = [
+                # An in-process entry without a directory runs the embedded model.
+                m.model_copy(update={"model": self.model_path})
+                if m.kind == "vllm" and not m.model
+                else m
+                for m in self.models
+            ]
+            return Registry(entries, self.default_model or self.models[0].name)
+        e = self.engine
+        entry = ModelEntry(
+            name=self.default_model or "default",
+            kind=e.kind,
+            model=self.model_path if e.kind == "vllm" else e.model,
+            base_url=e.base_url if e.kind == "openai" else "",
+            dtype=e.dtype,
+            max_model_len=e.max_model_len,
+            reasoning_parser=e.reasoning_parser,
+            prices=ModelPrices.model_validate(self.cost.model_dump()),
+        )
+        return Registry([entry], entry.name)
+
+    @property
+    def worker_model(self) -> ModelEntry:
+        """The entry this reasoning worker serves."""
+        return self.registry.get(self.worker.model or None)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

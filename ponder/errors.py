@@ -60,5 +60,11 @@ class Conflict(PonderError):
     status_code = 409
 
 
+class Gone(PonderError):
+    """The resource is known but its content was removed (retention, deletion)."""
+
+    status_code = 410
+
+
 class LeaseLost(Exception):
     """This run no longer holds the job's lease; it must stop without writing."""

@@ -517,3 +517,56 @@ class MetricTotal(SQLModel, table=True):
     metric: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
     labels: list[str] = Field(sa_column=sa.Column(sa.ARRAY(sa.Text), primary_key=True))
     value: float
+
+
+class OpenAIFile(SQLModel, table=True):
+    """A file of the OpenAI-compatible surface (``/openai/v1/files``): an uploaded batch input,
+    its bytes kept here until deleted, or a batch's output or error file, whose lines are
+    made from the batch's items when read (so retention and deletion of the items reach it)."""
+
+    __tablename__ = "openai_files"
+    __table_args__ = (sa.Index("ix_openai_files_tenant_created", "tenant_id", "created_at", "id"),)
+    id: str = Field(default_factory=lambda: f"file-{uuid.uuid4().hex[:31]}", primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id")
+    purpose: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    """``batch`` (an upload) or ``batch_output`` (a batch's output or error file)."""
+    filename: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
+    size_bytes: int = Field(sa_column=sa.Column("bytes", sa.BigInteger, nullable=False))
+    content: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    """An upload's bytes; None for a generated file."""
+    batch_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
+    """The batch a generated file belongs to."""
+    kind: str | None = Field(default=None, sa_column=sa.Column(sa.String(8)))
+    """A generated file's lines: ``output`` (answers) or ``error``."""
+    created_at: datetime = _created()
+
+
+class OpenAIBatch(SQLModel, table=True):
+    """What the OpenAI-compatible surface adds to a native batch (same id): the request file it
+    came from, its endpoint and window, the lines that became no job and the result files."""
+
+    __tablename__ = "openai_batches"
+    __table_args__ = (
+        sa.Index("ix_openai_batches_tenant_created", "tenant_id", "created_at", "id"),
+    )
+    id: str = Field(foreign_key="batches.id", primary_key=True)
+    tenant_id: str = Field(foreign_key="tenants.id")
+    input_file_id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    endpoint: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    completion_window: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    line_errors: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    )
+    """Lines answered with an error instead of a job (``line``, ``custom_id``, ``code``,
+    ``message``): an unsupported url, a body the endpoint refuses."""
+    chat_lines: list[int] = Field(
+        default_factory=list,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    )
+    """Line numbers (the items' ``batch_index``) of ``/v1/chat/completions`` requests."""
+    output_file_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    error_file_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    files_made_at: datetime | None = _ts()
+    """When the result files were made (the first read after the batch ended)."""
+    created_at: datetime = _created()

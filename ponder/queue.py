@@ -25,6 +25,8 @@ NIGHTLY_RUN = "ponder.nightly_run"
 PURGE_EXPIRED = "ponder.purge_expired"
 
 REASONING_QUEUE = "reasoning"
+"""The default model's queue; another model of the registry has ``reasoning.<name>``
+(ponder/engines/registry.py), served by its own pool."""
 QUARANTINE_QUEUE = "quarantine"
 """Jobs that died with their worker in crowds run here, one at a time (docs/reliability.md)."""
 NOTIFY_QUEUE = "notify"
@@ -41,6 +43,7 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_queues=[
             Queue(REASONING_QUEUE),
+            *(Queue(q) for q in settings.registry.queues() if q != REASONING_QUEUE),
             Queue(QUARANTINE_QUEUE),
             Queue(NOTIFY_QUEUE),
             Queue(DEFAULT_QUEUE),
@@ -106,8 +109,17 @@ def celery_app() -> Celery:
     return make_celery(get_settings())
 
 
-def send_run_job(job_id: str, priority: int, **options: Any) -> None:
-    celery_app().send_task(RUN_JOB, args=[job_id], priority=priority, **options)
+def send_run_job(
+    job_id: str, priority: int, *, queue: str = REASONING_QUEUE, **options: Any
+) -> None:
+    """``queue``: the pool of the job's model (``ponder.jobs.routing.queue_of``)."""
+    celery_app().send_task(RUN_JOB, args=[job_id], priority=priority, queue=queue, **options)
+
+
+def send_to_model(job_id: str, priority: int, model: str, **options: Any) -> None:
+    """Send the job to the pool of the named registry model (an escalation's hand-off); the
+    caller has recorded the model on the job first."""
+    send_run_job(job_id, priority, queue=get_settings().registry.queue(model), **options)
 
 
 def send_quarantined(job_id: str) -> None:

@@ -16,13 +16,25 @@ from ponder.models import (
     Batch,
     Job,
     Notification,
+    OpenAIBatch,
+    OpenAIFile,
     Review,
     Reviewer,
     WebhookEndpoint,
 )
 
 Owned = TypeVar(
-    "Owned", ApiKey, AuditEvent, Batch, Job, Notification, Review, Reviewer, WebhookEndpoint
+    "Owned",
+    ApiKey,
+    AuditEvent,
+    Batch,
+    Job,
+    Notification,
+    OpenAIBatch,
+    OpenAIFile,
+    Review,
+    Reviewer,
+    WebhookEndpoint,
 )
 
 
@@ -62,3 +74,11 @@ def readable_audit_events(tenant_id: str) -> SelectOfScalar[AuditEvent]:
 
 def readable_keys(tenant_id: str) -> SelectOfScalar[ApiKey]:
     return _of_tenant(ApiKey, tenant_id)
+
+
+def readable_openai_files(tenant_id: str) -> SelectOfScalar[OpenAIFile]:
+    return _of_tenant(OpenAIFile, tenant_id)
+
+
+def readable_openai_batches(tenant_id: str) -> SelectOfScalar[OpenAIBatch]:
+    return _of_tenant(OpenAIBatch, tenant_id)

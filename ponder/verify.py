@@ -74,13 +74,15 @@ def verify_candidate(
     document: str,
     verifiers: Sequence[VerifierSpec],
     ask_yes_no: AskYesNo | None = None,
+    parse: Callable[[str], BaseModel] | None = None,
 ) -> tuple[BaseModel | None, list[Verdict]]:
-    """Parse ``text`` into the output model and run every verifier on it; model-judge
-    verifiers run only when ``ask_yes_no`` is given."""
+    """Parse ``text`` into the output model (with ``parse`` when given: a task's own reading,
+    such as free text) and run every verifier on it; model-judge verifiers run only when
+    ``ask_yes_no`` is given."""
     verdicts: list[Verdict] = []
     parsed: BaseModel | None
     try:
-        parsed = output_model.model_validate_json(text)
+        parsed = (parse or output_model.model_validate_json)(text)
         verdicts.append(Verdict(SCHEMA_VERIFIER, True, 1.0, True, 1.0, []))
     except ValueError as exc:
         parsed = None

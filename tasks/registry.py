@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ponder.evaluation.mutation import MutationSuite
 from ponder.tasktypes import TaskType
-from tasks import contract_review, math_answer, medrec_extraction
+from tasks import chat_completion, contract_review, math_answer, medrec_extraction
 from tasks.contract_review import gold as contract_gold
 from tasks.math_answer import gold as math_gold
 from tasks.medrec_extraction import gold as medrec_gold
@@ -16,6 +16,7 @@ TASKS: dict[str, TaskType] = {
         contract_review.FULL_TASK,
         medrec_extraction.TASK,
         math_answer.TASK,
+        chat_completion.TASK,
     )
 }
 

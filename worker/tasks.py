@@ -15,9 +15,10 @@ from ponder.batches.service import dispatch
 from ponder.config import get_settings
 from ponder.db import get_engine as database_engine
 from ponder.db import session_scope
-from ponder.jobs import lease
+from ponder.jobs import lease, routing
 from ponder.jobs.reconcile import reconcile
 from ponder.jobs.runner import run_job
+from ponder.models import Job
 from ponder.notify.outbox import deliver
 from ponder.ops.alerts import check_alerts, raise_alerts
 from ponder.ops.retention import purge_all_expired
@@ -52,6 +53,9 @@ def _owner() -> str:
 @app.task(name=RUN_JOB, bind=True, max_retries=None)
 def run_job_task(self: Task, job_id: str) -> str:
     settings = get_settings()
+    if (elsewhere := _other_pool(job_id)) is not None:
+        send_run_job(job_id, elsewhere[1], queue=elsewhere[0])
+        return "forwarded"
     turn = _fair_turn(job_id)
     run_id = job_id if turn is None else turn.job_id
     outcome = run_job(job_id=run_id, engine=get_engine(settings), settings=settings, owner=_owner())
@@ -60,12 +64,39 @@ def run_job_task(self: Task, job_id: str) -> str:
         return outcome.status
     if outcome.retry_in_s is None:
         return outcome.status
-    # Attempts are bounded in PostgreSQL, not here.
+    # Attempts are bounded in PostgreSQL, not here. A retried job goes to its fallback while
+    # its model is unhealthy (ponder/jobs/routing.py).
+    queue = _retry_queue(run_id) if outcome.status == "retry" else None
     if turn is None:
-        raise self.retry(countdown=outcome.retry_in_s)
+        raise self.retry(countdown=outcome.retry_in_s, **({"queue": queue} if queue else {}))
     if outcome.status != "busy":  # busy: another run holds the job; its own message remains
-        send_run_job(turn.job_id, turn.priority, countdown=outcome.retry_in_s)
+        # A fair turn is a job of this worker's model (lease.fairer_job).
+        mine = settings.registry.queue(settings.worker_model.name)
+        send_run_job(turn.job_id, turn.priority, queue=queue or mine, countdown=outcome.retry_in_s)
     return outcome.status
+
+
+def _other_pool(job_id: str) -> tuple[str, int] | None:
+    """The queue of the pool that should run this message's job, when it is not this worker's
+    (a stale message, a fallback); None to run it here. Best effort, as ``_fair_turn``."""
+    try:
+        with session_scope() as session:
+            return routing.take_over(session, job_id, get_settings())
+    except Exception:
+        logger.warning("job %s: model check failed; running it here", job_id)
+        return None
+
+
+def _retry_queue(job_id: str) -> str | None:
+    try:
+        with session_scope() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                return None
+            return routing.route(session, job, get_settings(), reason="retry")
+    except Exception:
+        logger.warning("job %s: routing its retry failed; it retries on the same model", job_id)
+        return None
 
 
 @app.task(name=RUN_QUARANTINED, bind=True, max_retries=None)

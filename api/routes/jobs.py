@@ -68,6 +68,9 @@ def to_public(job: Job) -> JobPublic:
         batch_id=job.batch_id,
         custom_id=job.custom_id,
         cached_from=job.cached_from,
+        model_requested=job.config.get("model_requested"),
+        model_used=job.config.get("model_used"),
+        arm=job.config.get("arm"),
     )
 
 

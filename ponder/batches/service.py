@@ -17,14 +17,14 @@ from sqlmodel import Session, col
 
 from ponder.batches.state import FAILED, close_batch_if_ended, count_items_of, derive_status
 from ponder.batches.upload import check_upload, iter_lines, parse_line
-from ponder.config import Settings
+from ponder.config import Settings, get_settings
 from ponder.db import after_commit
 from ponder.errors import Conflict, InvalidRequest, NotFound
 from ponder.idempotency import create_once
 from ponder.jobs import state as job_state
 from ponder.jobs.knobs import knobs_store
 from ponder.jobs.service import capped_priority, frozen_config
-from ponder.models import Batch, Job, JobStatus, Tenant, utcnow
+from ponder.models import Batch, Job, JobStatus, Tenant, new_id, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
 from ponder.pages import newest_first
@@ -159,12 +159,14 @@ def insert_items(
         request = item.job_request(priority=batch.priority)
         if request.cache is None and cache is not None:
             request = request.model_copy(update={"cache": cache})
+        job_id = new_id()  # before the configuration: an A/B arm is chosen from it
         job = Job(
+            id=job_id,
             tenant_id=batch.tenant_id,
             task=item.task,
             priority=batch.priority,
             request_hash=request.fingerprint(),
-            config=frozen_config(request, settings, tenant_name),
+            config=frozen_config(request, settings, tenant_name, job_id=job_id),
             document=item.document,
             metadata_=item.metadata,
             batch_id=batch.id,
@@ -185,16 +187,18 @@ def insert_items(
 
 
 def dispatch(*, session: Session, batch_id: str) -> int:
-    """Send every queued item of the batch to the broker, streaming the ids."""
+    """Send every queued item of the batch to the broker (each to its model's queue),
+    streaming the ids."""
+    registry = get_settings().registry
     query = (
-        sa.select(col(Job.id), col(Job.priority))
+        sa.select(col(Job.id), col(Job.priority), Job.config["model_used"].astext)
         .where(col(Job.batch_id) == batch_id, col(Job.status) == JobStatus.queued.value)
         .order_by(col(Job.batch_index))
         .execution_options(yield_per=DISPATCH_CHUNK)
     )
     sent = 0
-    for job_id, priority in session.execute(query):
-        send_run_job(job_id, priority)
+    for job_id, priority, model in session.execute(query):
+        send_run_job(job_id, priority, queue=registry.queue(model))
         sent += 1
     logger.info("batch %s: %d items sent to the workers", batch_id, sent)
     return sent

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from ponder.cli.arms import arms
 from ponder.cli.client import batch_app, submit
+from ponder.cli.watch import watch
 from ponder.config import get_settings
 
 # A crash's traceback must not print local variables: they hold documents and answers.
@@ -23,6 +25,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(batch_app, name="batch")
 app.command("submit")(submit)
+app.command("watch")(watch)
+app.command("arms")(arms)
 
 
 @model_app.command("prepare")

@@ -3,6 +3,10 @@
 
 One pooled HTTP client per worker process, a semaphore bounding requests in flight, retries
 with backoff on connection errors and 5xx, then ``EngineUnavailable`` naming the server.
+
+For a reasoning model (``reasoning_parser``: the server runs with ``--reasoning-parser``) the
+server separates the thinking (the message's ``reasoning``, formerly ``reasoning_content``)
+from the answer and enforces the request's ``thinking_token_budget``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ponder.engines.base import (
     GenerationResult,
     Sample,
 )
+from ponder.engines.reasoning import check_parser_name
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +41,15 @@ class OpenAIEngine:
         timeout_s: float = 600.0,
         max_retries: int = 3,
         max_concurrency: int = 32,
+        reasoning_parser: str | None = None,
     ) -> None:
         if not model:
             raise ValueError("engine.model must name the served model for kind=openai")
+        if reasoning_parser:
+            check_parser_name(reasoning_parser)
         self.model_name = model
+        self.reasoning_parser = reasoning_parser or None
+        """The parser the server was started with (``--reasoning-parser``); None: plain."""
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self._client = httpx.Client(
@@ -57,6 +67,12 @@ class OpenAIEngine:
         self._lock = threading.Lock()
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.early_stop is not None:
+            # The submit refuses early_stop for this engine; this guards any other caller.
+            raise EngineRequestError(
+                "early_stop needs the in-process engine (engine.kind=vllm): a remote server "
+                "returns an n>1 request's samples together and cannot abort one of them"
+            )
         body = self._body(request)
         with self._slots:
             with self._lock:
@@ -104,6 +120,13 @@ class OpenAIEngine:
         }
         if self._send_priority:
             body["priority"] = request.priority
+        if request.thinking_token_budget is not None:
+            if self.reasoning_parser is None:
+                raise EngineRequestError(
+                    f"thinking_token_budget needs a reasoning parser; model {self.model_name} "
+                    "has none configured"
+                )
+            body["thinking_token_budget"] = request.thinking_token_budget
         if request.seed is not None:
             body["seed"] = request.seed
         if request.stop:
@@ -157,25 +180,38 @@ class OpenAIEngine:
         samples = []
         for choice in sorted(data["choices"], key=lambda c: c.get("index", 0)):
             content = (choice.get("logprobs") or {}).get("content") or []
-            samples.append(
-                Sample(
-                    index=choice.get("index", 0),
-                    text=(choice.get("message") or {}).get("content") or "",
-                    completion_tokens=len(content),
-                    finish_reason=choice.get("finish_reason"),
-                    token_logprobs=[t["logprob"] for t in content],
-                    top_alternatives=[
-                        {a["token"]: a["logprob"] for a in t.get("top_logprobs", [])}
-                        for t in content
-                    ],
-                )
+            message = choice.get("message") or {}
+            sample = Sample(
+                index=choice.get("index", 0),
+                text=message.get("content") or "",
+                completion_tokens=len(content),
+                finish_reason=choice.get("finish_reason"),
+                token_logprobs=[t["logprob"] for t in content],
+                top_alternatives=[
+                    {a["token"]: a["logprob"] for a in t.get("top_logprobs", [])} for t in content
+                ],
             )
+            if self.reasoning_parser is not None:
+                thinking = message.get("reasoning") or message.get("reasoning_content")
+                if thinking:
+                    sample.thinking = thinking
+                    tokens = [t.get("token", "") for t in content]
+                    sample.thinking_tokens = _thinking_tokens(tokens, thinking, sample.text)
+            samples.append(sample)
         usage = data.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
         if samples and not any(s.completion_tokens for s in samples):
             total = int(usage.get("completion_tokens", 0))
             for s in samples:
                 s.completion_tokens = total // len(samples)
+            # No logprobs to count with: the server's count (0 where the chat template opened
+            # the thinking, which vLLM's count misses), else an estimate from the text.
+            details_out = usage.get("completion_tokens_details") or {}
+            reported = int(details_out.get("reasoning_tokens") or 0)
+            for s in samples:
+                if s.thinking:
+                    share = reported // len(samples) or self.count_tokens(s.thinking)
+                    s.thinking_tokens = min(s.completion_tokens, share)
         return GenerationResult(
             samples=samples,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
@@ -186,6 +222,26 @@ class OpenAIEngine:
             finished_at=finished,
             in_flight_at_admission=in_flight,
         )
+
+
+def _thinking_tokens(tokens: list[str], thinking: str, answer: str) -> int:
+    """Tokens of the thinking, from a choice's sampled tokens (its logprobs): those before the
+    answer, less the end marker; the text-length share when the tokens do not spell the text."""
+    if not tokens:
+        return 0
+    # The answer is the tail of the tokens: find the fewest last tokens that spell it.
+    answer_tokens, tail = 0, ""
+    target = answer.strip()
+    while target and answer_tokens < len(tokens) and target not in tail:
+        answer_tokens += 1
+        tail = tokens[-answer_tokens] + tail
+    if target and target not in tail:
+        share = len(thinking) / max(1, len(thinking) + len(answer))
+        return round(len(tokens) * share)
+    head = tokens[: len(tokens) - answer_tokens]
+    # The markers (</think>, a <think> the model wrote) are the tokens the thinking lacks.
+    markers = sum(1 for t in head if t.strip() and t.strip() not in thinking)
+    return len(head) - markers
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -6,6 +6,15 @@ Concurrency: vLLM's ``AsyncLLM`` needs the engine core in a separate process, wh
 through a queue and wait on a future. Every request in flight is in the same
 continuous batch, so many jobs on one worker share each forward pass, and verifiers run on
 the job threads, never on the engine thread.
+
+Under early stop (``GenerationRequest.early_stop``) the loop also follows each sample's token
+confidence step by step and aborts a hopeless sample's own vLLM sub-request (the n>1 fan-out
+child), leaving its siblings running (``ponder.engines.confidence``).
+
+With a reasoning parser (``reasoning_parser``, a vLLM parser name) vLLM ends a sample's thinking
+at the request's ``thinking_token_budget`` and applies structured output only after the thinking;
+each finished sample is split into thinking and answer by the same parser
+(``ponder.engines.reasoning``).
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.engines.base import (
@@ -28,6 +38,8 @@ from ponder.engines.base import (
     GenerationResult,
     Sample,
 )
+from ponder.engines.confidence import EARLY_STOP_REASON, EarlyStopTracker, StopRecord
+from ponder.engines.reasoning import ReasoningSplitter, check_parser_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +71,19 @@ def engine_kwargs(
 
 
 @dataclass
+class _SampleSoFar:
+    """One sample as its outputs arrive (all at once, or token by token under early stop)."""
+
+    text: list[str] = field(default_factory=list)
+    tokens: int = 0
+    token_ids: list[int] = field(default_factory=list)
+    token_logprobs: list[float] = field(default_factory=list)
+    alternatives: list[dict[str, float]] = field(default_factory=list)
+    finish_reason: str | None = None
+    stopped: StopRecord | None = None
+
+
+@dataclass
 class _Pending:
     request: GenerationRequest
     prompt: str
@@ -66,6 +91,22 @@ class _Pending:
     submitted_at: float
     admitted_at: float = 0.0
     in_flight_at_admission: int = 0
+    internal_id: str = ""
+    """vLLM's own id of the request; its n samples run as children ``{index}_{internal_id}``."""
+    samples: list[_SampleSoFar] = field(default_factory=list)
+    tracker: EarlyStopTracker | None = None
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class StoppedSample:
+    """Evidence of one early stop: the vLLM request of the sample, and whether vLLM's
+    scheduler still held it right after the abort (None where it cannot be seen)."""
+
+    engine_request_id: str
+    tokens: int
+    held_after_abort: bool | None
 
 
 @dataclass
@@ -85,7 +126,10 @@ class VLLMEngine:
         kv_cache_gib: int = 1,
         enforce_eager: bool = True,
         seed: int = 0,
+        reasoning_parser: str | None = None,
     ) -> None:
+        if reasoning_parser:
+            check_parser_name(reasoning_parser)  # before the minutes a model load may take
         # Must be set before vLLM is imported; the in-process core avoids a second process.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
@@ -103,11 +147,19 @@ class VLLMEngine:
             ),
             scheduling_policy="priority",
             disable_log_stats=True,
+            # Also gates structured output until the thinking ends and enables
+            # thinking_token_budget (vLLM's ReasoningConfig).
+            reasoning_parser=reasoning_parser or "",
         )
         started = time.monotonic()
         self._engine = LLMEngine.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
         self.max_model_len = max_model_len
+        self.reasoning_parser = reasoning_parser or None
+        """The vLLM reasoning parser that separates thinking from answers (None: a plain model)."""
+        self._splitter = (
+            ReasoningSplitter(reasoning_parser, self._tokenizer) if reasoning_parser else None
+        )
         logger.info(
             "vLLM engine for %s ready in %.1fs", self.model_name, time.monotonic() - started
         )
@@ -117,6 +169,8 @@ class VLLMEngine:
         self._counter = 0
         self._closed = False
         self.peak_in_flight = 0
+        self.stopped_samples: deque[StoppedSample] = deque(maxlen=256)
+        """The latest early stops, for tests and operators."""
         self._thread = threading.Thread(target=self._loop, name="vllm-engine", daemon=True)
         self._thread.start()
 
@@ -182,25 +236,49 @@ class VLLMEngine:
                 logger.error("vLLM engine step failed: %s", type(exc).__name__)
                 self._fail_all(EngineUnavailable(f"engine step failed: {type(exc).__name__}"))
                 continue
+            touched: dict[str, _Pending] = {}
             for output in outputs:
-                if output.finished and output.request_id in self._active:
-                    self._complete(self._active.pop(output.request_id), output)
+                item = self._active.get(output.request_id)
+                if item is not None:
+                    self._collect(item, output)
+                    touched[output.request_id] = item
+            # After the whole step: a sample finishing in it counts before any stop decision.
+            for engine_id, item in touched.items():
+                if item.tracker is not None:
+                    self._stop_hopeless(item)
+                if all(sample.finish_reason is not None for sample in item.samples):
+                    del self._active[engine_id]
+                    if item.tracker is not None and item.tracker.stopped:
+                        # A stopped child stays in its parent's bookkeeping: forget the parent.
+                        self._engine.abort_request([item.internal_id], internal=True)
+                    self._complete(item)
 
     def _admit(self, item: _Pending) -> None:
         self._counter += 1
         engine_id = f"{item.request.request_id}#{self._counter}"
+        request = item.request
         try:
-            params = self._sampling_params(item.request)
+            params = self._sampling_params(request)
             item.in_flight_at_admission = len(self._active)
             item.admitted_at = time.time()
-            self._engine.add_request(engine_id, item.prompt, params, priority=item.request.priority)
+            item.internal_id = self._engine.add_request(
+                engine_id, item.prompt, params, priority=request.priority
+            )
         except ValueError as exc:  # vLLM validates prompts and params here
             item.future.set_exception(EngineRequestError(str(exc)))
             return
+        item.samples = [_SampleSoFar() for _ in range(request.n)]
+        if request.early_stop is not None:
+            item.tracker = EarlyStopTracker(request.early_stop, request.n)
         self._active[engine_id] = item
         self.peak_in_flight = max(self.peak_in_flight, len(self._active))
 
     def _sampling_params(self, request: GenerationRequest) -> Any:
+        if request.thinking_token_budget is not None and self._splitter is None:
+            raise ValueError(
+                f"thinking_token_budget needs a reasoning parser; model {self.model_name} "
+                "has none configured"
+            )
         from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
         structured = None
@@ -208,6 +286,7 @@ class VLLMEngine:
             structured = StructuredOutputsParams(json=request.json_schema)
         elif request.choice is not None:
             structured = StructuredOutputsParams(choice=list(request.choice))
+        early_stop = request.early_stop
         return SamplingParams(
             n=request.n,
             temperature=request.temperature,
@@ -215,41 +294,82 @@ class VLLMEngine:
             max_tokens=request.max_tokens,
             seed=request.seed,
             stop=list(request.stop) if request.stop else None,
-            logprobs=max(request.top_logprobs, 1),
+            logprobs=max(request.top_logprobs, early_stop.top_k if early_stop else 1),
             structured_outputs=structured,
-            output_kind=RequestOutputKind.FINAL_ONLY,
+            thinking_token_budget=request.thinking_token_budget,
+            # Early stop judges each sample token by token, so it needs every step's tokens.
+            output_kind=RequestOutputKind.DELTA if early_stop else RequestOutputKind.FINAL_ONLY,
         )
 
-    def _complete(self, item: _Pending, output: Any) -> None:
-        samples = []
-        for completion in sorted(output.outputs, key=lambda c: c.index):
-            token_logprobs: list[float] = []
-            alternatives: list[dict[str, float]] = []
-            for token_id, position in zip(
-                completion.token_ids, completion.logprobs or [], strict=False
-            ):
+    def _collect(self, item: _Pending, output: Any) -> None:
+        """Add one output of the request: every sample's tokens when it ends, or each sample's
+        new tokens of this step under early stop."""
+        item.prompt_tokens = len(output.prompt_token_ids or []) or item.prompt_tokens
+        item.cached_prompt_tokens = output.num_cached_tokens or item.cached_prompt_tokens
+        keep_alternatives = item.request.top_logprobs > 1
+        for completion in output.outputs:
+            sample = item.samples[completion.index]
+            if sample.finish_reason is not None:
+                continue  # vLLM drops a stopped child's outputs; never count one twice
+            positions = list(zip(completion.token_ids, completion.logprobs or [], strict=False))
+            sample.text.append(completion.text)
+            sample.tokens += len(completion.token_ids)
+            sample.token_ids.extend(completion.token_ids)
+            for token_id, position in positions:
                 chosen = position.get(token_id)
-                token_logprobs.append(chosen.logprob if chosen is not None else -math.inf)
-                if item.request.top_logprobs > 1:
-                    alternatives.append(
+                sample.token_logprobs.append(chosen.logprob if chosen is not None else -math.inf)
+                if keep_alternatives:
+                    sample.alternatives.append(
                         {(lp.decoded_token or str(tid)): lp.logprob for tid, lp in position.items()}
                     )
-            samples.append(
-                Sample(
-                    index=completion.index,
-                    text=completion.text,
-                    completion_tokens=len(completion.token_ids),
-                    finish_reason=completion.finish_reason,
-                    token_logprobs=token_logprobs,
-                    top_alternatives=alternatives,
+            if item.tracker is not None:
+                item.tracker.observe(
+                    completion.index,
+                    ([lp.logprob for lp in position.values()] for _, position in positions),
                 )
+            if completion.finish_reason is not None:
+                sample.finish_reason = completion.finish_reason
+                if item.tracker is not None:
+                    item.tracker.finish(completion.index)
+
+    def _stop_hopeless(self, item: _Pending) -> None:
+        """Abort the running samples whose confidence fell below the warm-up threshold: vLLM
+        frees their slots and generates nothing more for them."""
+        assert item.tracker is not None
+        for index in item.tracker.to_stop():
+            child_id = f"{index}_{item.internal_id}"  # vLLM's id of the n>1 fan-out child
+            self._engine.abort_request([child_id], internal=True)
+            sample = item.samples[index]
+            sample.stopped = item.tracker.stop(index, tokens=sample.tokens)
+            sample.finish_reason = EARLY_STOP_REASON
+            held = self._scheduler_holds(child_id)
+            self.stopped_samples.append(StoppedSample(child_id, sample.tokens, held))
+            if held:
+                logger.warning("request %s: stopped sample %d is still scheduled", child_id, index)
+            logger.info(
+                "request %s: sample %d stopped early after %d tokens (window %.3f < %.3f)",
+                item.request.request_id,
+                index,
+                sample.tokens,
+                sample.stopped.window_confidence,
+                sample.stopped.threshold,
             )
+
+    def _scheduler_holds(self, engine_request_id: str) -> bool | None:
+        """Whether vLLM's scheduler still holds the request (None if it cannot be seen: the
+        engine core runs in another process)."""
+        core = getattr(self._engine.engine_core, "engine_core", None)
+        requests = getattr(getattr(core, "scheduler", None), "requests", None)
+        return None if requests is None else engine_request_id in requests
+
+    def _complete(self, item: _Pending) -> None:
+        samples = [self._sample(index, so_far) for index, so_far in enumerate(item.samples)]
         finished = time.time()
         item.future.set_result(
             GenerationResult(
                 samples=samples,
-                prompt_tokens=len(output.prompt_token_ids or []),
-                cached_prompt_tokens=output.num_cached_tokens or 0,
+                prompt_tokens=item.prompt_tokens,
+                cached_prompt_tokens=item.cached_prompt_tokens,
                 engine_wall_s=finished - item.admitted_at,
                 model=self.model_name,
                 started_at=item.admitted_at,
@@ -257,6 +377,33 @@ class VLLMEngine:
                 in_flight_at_admission=item.in_flight_at_admission,
             )
         )
+
+    def _sample(self, index: int, so_far: _SampleSoFar) -> Sample:
+        """A finished sample; a reasoning model's split into thinking and answer. Under early
+        stop its text arrived in deltas, so it is split once, whole, when it ends."""
+        sample = Sample(
+            index=index,
+            text="".join(so_far.text),
+            completion_tokens=so_far.tokens,
+            finish_reason=so_far.finish_reason,
+            token_logprobs=so_far.token_logprobs,
+            top_alternatives=so_far.alternatives,
+            stopped=so_far.stopped,
+        )
+        if self._splitter is not None:
+            split = self._splitter.split(sample.text, so_far.token_ids)
+            sample.text = split.answer
+            sample.thinking = split.thinking
+            sample.thinking_tokens = split.thinking_tokens
+        return sample
+
+    def _release(self, engine_id: str, item: _Pending) -> None:
+        """Abort what is left of a request in vLLM. Under early stop by its internal id, which
+        also forgets the parent a stopped child left behind."""
+        if item.tracker is not None:
+            self._engine.abort_request([item.internal_id], internal=True)
+        else:
+            self._engine.abort_request([engine_id])
 
     def _abort(self, job_id: str) -> None:
         mine = [
@@ -266,8 +413,8 @@ class VLLMEngine:
         ]
         if not mine:
             return
-        self._engine.abort_request(mine)
         for engine_id in mine:
+            self._release(engine_id, self._active[engine_id])
             self._active.pop(engine_id).future.set_exception(
                 EngineAborted(f"request aborted: job {job_id} stopped")
             )
@@ -276,7 +423,7 @@ class VLLMEngine:
     def _fail_all(self, exc: Exception) -> None:
         for engine_id, item in list(self._active.items()):
             try:
-                self._engine.abort_request([engine_id])
+                self._release(engine_id, item)
             except Exception:  # noqa: BLE001 - the engine may already be broken
                 pass
             item.future.set_exception(exc)

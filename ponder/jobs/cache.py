@@ -29,8 +29,9 @@ REVIEW_DECISIONS_CACHED = ("approved", "corrected")
 """A ``reviewed`` source answers only when a person stood behind an answer: a rejected one
 has none to give."""
 
-NOT_IN_KEY = frozenset({"cache"})
-"""Keys of the frozen configuration that do not change the answer. The strategy's
+NOT_IN_KEY = frozenset({"cache", "model_requested", "model_used", "fallback_model"})
+"""Keys of the frozen configuration that do not change the answer (the registry's names:
+``model`` and ``engine`` say which model answers). The strategy's
 ``priority`` is left out too: it orders the queue, it does not shape the result."""
 
 

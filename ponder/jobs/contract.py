@@ -57,6 +57,13 @@ class JobOptions(BaseModel):
         "never cached. Omitted: the batch's `cache`, else the deployment's `result_cache` "
         "(`use` unless its operator set another).",
     )
+    model: str | None = Field(
+        default=None,
+        max_length=40,
+        description="A model of the deployment's registry (an unknown name is refused with "
+        "the known ones); default: the task's `model` in the knobs file, else the registry's "
+        "default.",
+    )
     review: Literal["on_failure", "always"] = Field(
         default="on_failure",
         description="`on_failure` (the default): a person reviews the job only when its answer "

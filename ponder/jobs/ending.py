@@ -11,6 +11,7 @@ from sqlmodel import Session
 from ponder.batches.state import close_batch_if_ended
 from ponder.config import Settings
 from ponder.jobs import state as job_state
+from ponder.jobs.events import announce
 from ponder.jobs.knobs import knobs_store
 from ponder.models import Job, JobStatus, utcnow
 from ponder.notify.outbox import enqueue_job_notifications
@@ -46,13 +47,15 @@ def _ended(session: Session, job: Job, *, error: str | None, settings: Settings)
         # Decided once, as it ends: the QA sample a person reviews to measure precision.
         rate = knobs_store(settings.knobs_file).current().for_task(job.task).qa_sample_rate
         job.qa_sampled = is_sampled(job.id, rate)
-    job.cost = settings.cost.cost(
+    # The prices of the model that ran it (the ``cost`` section without a registry).
+    job.cost = settings.registry.get(job.config.get("model_used")).prices.cost(
         prompt=job.prompt_tokens, completion=job.completion_tokens, engine_s=job.engine_wall_s
     )
     job.lease_owner = None
     job.lease_expires_at = None
     session.add(job)
     _notify_and_close_batch(session, job, settings)
+    announce(session, job.id)  # its live streams send `end` on commit, not at their next poll
     logger.info("job %s ended %s", job.id, job.status)
 
 

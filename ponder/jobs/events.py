@@ -10,6 +10,10 @@ from sqlmodel import Session, col
 
 from ponder.models import Job, TraceEvent
 
+TRACE_CHANNEL = "ponder_trace"
+"""The PostgreSQL NOTIFY channel told each job id whose trace grew (ids only, never content),
+on commit: the live streams (ponder/jobs/live.py) wake on it instead of polling."""
+
 
 def append_event(
     session: Session, *, job_id: str, attempt: int, kind: str, data: dict[str, Any]
@@ -23,6 +27,13 @@ def append_event(
     ).scalar_one()
     session.add(TraceEvent(job_id=job_id, seq=seq, attempt=attempt, kind=kind, data=data))
     session.flush()
+    announce(session, job_id)
+
+
+def announce(session: Session, job_id: str) -> None:
+    """Wake the job's live streams when this transaction commits (dropped on rollback; sent
+    once per job however many times a transaction calls it)."""
+    session.execute(sa.select(sa.func.pg_notify(TRACE_CHANNEL, job_id)))
 
 
 def append_job_event(session: Session, job: Job, kind: str, data: dict[str, Any]) -> None:

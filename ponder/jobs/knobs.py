@@ -9,6 +9,20 @@ with its path, line and reason, and the previous configuration stays in force.
     params = { threshold = 0.85, ladder = ["best_of_n", "refine"] }
     qa_sample_rate = 0.05    # 5 % of succeeded jobs go to the review queue as a QA sample
 
+    [tasks.medrec_extraction.auto]   # the band table of strategy "auto" for this task
+    bands = [
+      { max_score = 0.3, strategy = "single" },
+      { max_score = 0.7, strategy = "best_of_n", n = 4 },
+      { max_score = 1.0, strategy = "adaptive" },
+    ]
+    weights = { medications = 2 }    # each signal weighs 1 unless set
+
+    [[tasks.medrec_extraction.arms]]  # an A/B arm: 10 % of the jobs that leave their
+    name = "sc8"                      # configuration to the knobs (ponder/jobs/arms.py)
+    share = 0.10
+    strategy = "self_consistency"
+    n = 8
+
     [tenants.default]        # caps for every tenant without a section of its own
     max_n = 8
     max_budget_tokens = 50000
@@ -19,13 +33,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from ponder.jobs.arms import Arm, arm_problems
+from ponder.strategies.auto import NAME as AUTO
+from ponder.strategies.auto import Params as BandTable
+from ponder.strategies.auto import signal_names
 from ponder.validation import validation_problems
 
 logger = logging.getLogger(__name__)
@@ -41,12 +68,44 @@ class TaskKnobs(BaseModel):
     qa_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     """Share of this task's ``succeeded`` jobs picked for QA review when they end (0: none),
     so that production precision can be estimated (ponder/reviews/sampling.py)."""
+    model: str | None = None
+    """The registry model this task's jobs run on when they name none (default: the
+    registry's default)."""
+    fallback_model: str | None = None
+    """The registry model this task's jobs go to while their model is unhealthy
+    (ponder/jobs/routing.py); none: they wait for it."""
+    auto: BandTable | None = None
+    """The band table of strategy ``auto`` for this task (``[tasks.<task>.auto]``): without
+    one, a job asking for ``auto`` is refused at submission."""
+    arms: list[Arm] = Field(default_factory=list)
+    """A/B arms (``[[tasks.<task>.arms]]``): shares of the jobs that run another
+    configuration (ponder/jobs/arms.py)."""
+
+    @field_validator("auto", mode="before")
+    @classmethod
+    def _bands_listed(cls, table: Any) -> Any:
+        # The strategy's default (one best_of_n band) is for a job run without the knobs;
+        # an operator's table says where each difficulty goes.
+        if isinstance(table, dict) and "bands" not in table:
+            raise ValueError("the auto table needs its bands: bands = [{ max_score = 1.0, ... }]")
+        return table
 
     @model_validator(mode="after")
     def _known_strategy(self) -> TaskKnobs:
         from ponder.strategies import STRATEGIES
 
-        if self.strategy is not None:
+        if self.strategy == AUTO:
+            if self.auto is None:
+                raise ValueError(
+                    "strategy 'auto' needs this task's band table: add a [tasks.<task>.auto] "
+                    "section with its bands"
+                )
+            if self.params:
+                raise ValueError(
+                    "params do not apply to strategy 'auto': its configuration is the "
+                    "[tasks.<task>.auto] table"
+                )
+        elif self.strategy is not None:
             strategy = STRATEGIES.get(self.strategy)
             if strategy is None:
                 raise ValueError(
@@ -91,28 +150,116 @@ def parse_knobs(path: Path) -> Knobs:
         raise KnobsError(f"{path}: {exc}") from exc  # "Invalid value (at line 3, column 9)"
     except OSError as exc:
         raise KnobsError(f"{path}: cannot be read: {exc.strerror}") from exc
+    text = path.read_text()
     try:
-        return Knobs.model_validate(raw)
+        knobs = Knobs.model_validate(raw)
     except ValidationError as exc:
-        text = path.read_text()
         problems = [
             f"line {_line_of(text, err['loc'])}: {problem}"
             for err, problem in zip(exc.errors(), validation_problems(exc), strict=True)
         ]
         raise KnobsError(f"{path}: " + "; ".join(problems)) from exc
+    if problems := arm_problems(knobs.tasks, lambda loc: _line_of(text, loc)):
+        raise KnobsError(f"{path}: " + "; ".join(problems))
+    if problems := _unknown_signals(knobs, text) + _unknown_models(knobs, text):
+        raise KnobsError(f"{path}: " + "; ".join(problems))
+    return knobs
+
+
+def _unknown_models(knobs: Knobs, text: str) -> list[str]:
+    """A task's ``model`` and ``fallback_model`` must name registry entries."""
+    from ponder.config import get_settings
+
+    registry = get_settings().registry
+    problems = []
+    for name, task_knobs in knobs.tasks.items():
+        for key in ("model", "fallback_model"):
+            model = getattr(task_knobs, key)
+            if model is not None and model not in registry.entries:
+                line = _line_of(text, ("tasks", name, key))
+                problems.append(
+                    f"line {line}: tasks.{name}.{key}: unknown model {model!r}; known models: "
+                    f"{', '.join(registry.names())}"
+                )
+    return problems
+
+
+def _unknown_signals(knobs: Knobs, text: str) -> list[str]:
+    """A band table's weights may only name signals its task measures (a typo would weigh
+    nothing, silently)."""
+    from tasks.registry import TASKS
+
+    problems = []
+    for name, task_knobs in knobs.tasks.items():
+        task = TASKS.get(name)
+        if task is None or task_knobs.auto is None:
+            continue
+        known = signal_names(task)
+        if unknown := sorted(set(task_knobs.auto.weights) - known):
+            line = _line_of(text, ("tasks", name, "auto", "weights", unknown[0]))
+            problems.append(
+                f"line {line}: tasks.{name}.auto.weights: unknown signal {', '.join(unknown)}; "
+                f"signals of {name}: {', '.join(sorted(known))}"
+            )
+    return problems
+
+
+_HEADER = re.compile(r"\s*(?P<array>\[)?\[\s*(?P<name>[^\[\]]+?)\s*\]")
+_KEY = re.compile(r"\s*(?P<key>[\w\"-]+)\s*=")
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int:
-    """The line of the table or key a validation error points at (best effort)."""
-    keys = [str(p) for p in loc if isinstance(p, str)]
+    """The line of the table or key a validation error points at (best effort): the deepest
+    table header on the error's path (an ``[[array]]`` table by its index), then the key
+    below it the path names next, then the item of a multi-line inline array."""
     lines = text.splitlines()
-    for depth in range(len(keys), 0, -1):
-        header = "[" + ".".join(keys[:depth]) + "]"
-        for number, line in enumerate(lines, 1):
-            stripped = line.strip()
-            if stripped.startswith(header) or stripped.split("=")[0].strip() == keys[depth - 1]:
+    parts = list(loc)
+    line, used = 1, 0
+    seen: Counter[str] = Counter()
+    for number, raw in enumerate(lines, 1):
+        match = _HEADER.match(raw)
+        if match is None:
+            continue
+        path = [part.strip().strip('"') for part in match.group("name").split(".")]
+        ordinal = seen[".".join(path)]
+        seen[".".join(path)] += 1
+        end = len(path)
+        if parts[:end] != path:
+            continue
+        if match.group("array"):
+            if end >= len(parts) or parts[end] != ordinal:
+                continue
+            end += 1
+        if end > used:
+            line, used = number, end
+    rest = parts[used:]
+    if not rest or not isinstance(rest[0], str):
+        return line
+    start = line if used else 0  # below the header; anywhere for a top-level key
+    for number in range(start + 1, len(lines) + 1):
+        if used and _HEADER.match(lines[number - 1]):
+            break  # the next table: the key is not in this one
+        key = _KEY.match(lines[number - 1])
+        if key is not None and key.group("key").strip('"') == rest[0]:
+            return _array_item(lines, number, rest[1] if len(rest) > 1 else None)
+    return line
+
+
+def _array_item(lines: list[str], key_line: int, index: Any) -> int:
+    """The line of item ``index`` of an inline array of tables opened at ``key_line`` and
+    written one item a line; ``key_line`` itself otherwise."""
+    if not isinstance(index, int):
+        return key_line
+    items = 0
+    for number in range(key_line + 1, len(lines) + 1):
+        stripped = lines[number - 1].strip()
+        if _HEADER.match(lines[number - 1]) or _KEY.match(lines[number - 1]):
+            break
+        if stripped.startswith("{"):
+            if items == index:
                 return number
-    return 1
+            items += 1
+    return key_line
 
 
 class KnobsStore:

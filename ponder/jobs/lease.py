@@ -12,9 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from ponder.config import Settings
+from ponder.config import Settings, get_settings
 from ponder.db import after_commit
-from ponder.jobs import cache, deaths, ending
+from ponder.jobs import cache, deaths, ending, routing
 from ponder.jobs import state as job_state
 from ponder.jobs.events import append_job_event
 from ponder.models import Job, JobStatus, utcnow
@@ -134,28 +134,43 @@ def fairer_job(*, session: Session, job_id: str) -> FairTurn | None:
 
     Only jobs never started (``attempts = 0``) are chosen: a job waiting for its retry backoff
     runs from its own (delayed) message."""
+    settings = get_settings()
     mine = session.execute(
-        sa.select(col(Job.tenant_id), col(Job.priority), col(Job.complete_by)).where(
+        sa.select(col(Job.tenant_id), col(Job.priority), col(Job.complete_by), _model_of).where(
             col(Job.id) == job_id, col(Job.status) == JobStatus.queued.value
         )
     ).first()
     if mine is None:
         return None  # running, ended or missing: the claim says what to do
-    tenant_id, priority, complete_by = mine
-    turn = _fewer_running(session, job_id, tenant_id)
+    tenant_id, priority, complete_by, model = mine
+    # Only a job of the same model: this worker's pool serves that model alone.
+    model = model or settings.registry.default
+    same_model = sa.func.coalesce(_model_of, settings.registry.default) == model
+    turn = _fewer_running(session, job_id, tenant_id, same_model)
     why = "its tenant has fewer jobs running"
     if turn is None:
-        turn = _earlier_deadline(session, job_id, tenant_id, priority, complete_by)
+        turn = _earlier_deadline(session, job_id, tenant_id, priority, complete_by, same_model)
         why = "it has an earlier deadline"
     if turn is None:
         return None
     session.execute(sa.update(Job).where(col(Job.id) == job_id).values(enqueued_at=utcnow()))
-    after_commit(session, functools.partial(send_run_job, job_id, priority))
+    queue = settings.registry.queue(model) if model in settings.registry.entries else None
+    after_commit(
+        session,
+        functools.partial(send_run_job, job_id, priority, **({"queue": queue} if queue else {})),
+    )
     logger.info("job %s runs before job %s: %s", turn.job_id, job_id, why)
     return turn
 
 
-def _fewer_running(session: Session, job_id: str, tenant_id: str) -> FairTurn | None:
+_model_of = Job.config["model_used"].astext
+"""The registry model a job runs on (null: frozen before the registry, the default's)."""
+_ANY_MODEL = sa.true()
+
+
+def _fewer_running(
+    session: Session, job_id: str, tenant_id: str, same_model: Any = _ANY_MODEL
+) -> FairTurn | None:
     """The first queued job of the tenant with the fewest jobs running, when that tenant has
     fewer running than ``job_id``'s (then by priority, then age).
 
@@ -184,6 +199,7 @@ def _fewer_running(session: Session, job_id: str, tenant_id: str) -> FairTurn | 
             col(Job.status) == JobStatus.queued.value,
             col(Job.attempts) == 0,
             col(Job.tenant_id).not_in(crowded),
+            same_model,
         )
         .order_by(running_of_tenant, col(Job.priority), col(Job.complete_by), col(Job.created_at))
         .limit(1)
@@ -193,7 +209,12 @@ def _fewer_running(session: Session, job_id: str, tenant_id: str) -> FairTurn | 
 
 
 def _earlier_deadline(
-    session: Session, job_id: str, tenant_id: str, priority: int, complete_by: Any
+    session: Session,
+    job_id: str,
+    tenant_id: str,
+    priority: int,
+    complete_by: Any,
+    same_model: Any = _ANY_MODEL,
 ) -> FairTurn | None:
     """The queued job of the same tenant and priority with the earliest deadline, when it is
     earlier than ``job_id``'s (or ``job_id`` has none).
@@ -212,6 +233,7 @@ def _earlier_deadline(
             col(Job.priority) == priority,
             col(Job.attempts) == 0,
             col(Job.id) != job_id,
+            same_model,
         )
     )
     if complete_by is not None:
@@ -286,5 +308,6 @@ def release_preempted(*, session: Session, job: Job, worker: str) -> None:
     job.lease_expires_at = None
     job.enqueued_at = utcnow()
     session.add(job)
-    after_commit(session, functools.partial(send_run_job, job.id, job.priority))
+    queue = routing.queue_of(job, get_settings())
+    after_commit(session, functools.partial(send_run_job, job.id, job.priority, queue=queue))
     logger.info("job %s given back to the queue: its worker %s is shutting down", job.id, worker)

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from ponder.config import Settings
 from ponder.db import after_commit
-from ponder.jobs import ending
+from ponder.jobs import ending, routing
 from ponder.models import Job, JobStatus, Notification, utcnow
 from ponder.queue import send_delivery, send_run_job
 
@@ -47,10 +47,17 @@ def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> Reco
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    health: dict[str, str | None] = {}
     for job in jobs:
         job.enqueued_at = now
+        if job.status == JobStatus.queued.value:
+            routing.route(session, job, settings, reason="reconcile", health=health)
         session.add(job)
-        after_commit(session, functools.partial(send_run_job, job.id, job.priority))
+        for queue in routing.queues_to_resend(job, settings):
+            after_commit(
+                session, functools.partial(send_run_job, job.id, job.priority, queue=queue)
+            )
+    fallen = fall_back(session=session, settings=settings, health=health, limit=limit)
     grace = now - timedelta(seconds=60)
     notes = session.exec(
         select(Notification)
@@ -69,7 +76,45 @@ def reconcile(*, session: Session, settings: Settings, limit: int = 500) -> Reco
         after_commit(session, functools.partial(send_delivery, note.id))
     if jobs or notes:
         logger.info("reconciler re-sent %d jobs and %d notifications", len(jobs), len(notes))
-    return ReconcileReport(len(jobs), len(notes), expired)
+    return ReconcileReport(len(jobs) + fallen, len(notes), expired)
+
+
+def fall_back(
+    *, session: Session, settings: Settings, health: dict[str, str | None], limit: int = 500
+) -> int:
+    """Move the queued jobs of an unhealthy model to their task's fallback now, rather than
+    when they are next re-sent (ponder/jobs/routing.py)."""
+    models = [name for name in settings.registry.names() if len(settings.registry.entries) > 1]
+    unhealthy = [m for m in models if health.setdefault(m, routing.unhealthy(session, m, settings))]
+    if not unhealthy:
+        return 0
+    used = Job.config["model_used"].astext
+    requested = Job.config["model_requested"].astext
+    jobs = session.exec(
+        select(Job)
+        .where(
+            col(Job.status) == JobStatus.queued.value,
+            used.in_(unhealthy),
+            used == requested,
+            Job.config["fallback_model"].astext.is_not(None),
+        )
+        .order_by(col(Job.priority), col(Job.created_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    moved = 0
+    for job in jobs:
+        before = routing.used_model(job, settings)
+        queue = routing.route(session, job, settings, reason="reconcile", health=health)
+        if routing.used_model(job, settings) != before:
+            session.add(job)
+            after_commit(
+                session, functools.partial(send_run_job, job.id, job.priority, queue=queue)
+            )
+            moved += 1
+    if moved:
+        logger.warning("reconciler moved %d queued jobs to their fallback model", moved)
+    return moved
 
 
 def expire_past_deadline(*, session: Session, settings: Settings, limit: int = 500) -> int:

@@ -129,7 +129,7 @@ def _run(
     if job is None:
         return RunOutcome(claim.outcome)
     logger.info("job %s attempt %d claimed by %s", job_id, claim.attempt, owner)
-    task = TASKS[job.task]
+    task = TASKS[job.task].for_document(job.document)
     config = StrategyConfig.model_validate(job.config["strategy"])
     recorder = PreemptibleRecorder(
         job_id=job_id, token=claim.token, attempt=claim.attempt, task=task, settings=settings

@@ -13,18 +13,19 @@ from sqlmodel import Session, col
 
 from ponder.config import Settings
 from ponder.db import after_commit
+from ponder.engines.registry import UnknownModel
 from ponder.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from ponder.idempotency import create_once
-from ponder.jobs import ending
+from ponder.jobs import arms, ending, routing
 from ponder.jobs.contract import JobBase
 from ponder.jobs.knobs import knobs_store
-from ponder.models import Job, JobStatus, Tenant, utcnow
+from ponder.models import Job, JobStatus, Tenant, new_id, utcnow
 from ponder.notify.endpoints import usable_endpoint_id
 from ponder.notify.webhooks import UnsafeWebhookURL, check_webhook_url
 from ponder.pages import newest_first
 from ponder.queue import send_run_job
 from ponder.scoping import readable_jobs
-from ponder.strategies import STRATEGIES
+from ponder.strategies import STRATEGIES, auto
 from ponder.strategies.budget import MIN_USEFUL_OUTPUT_TOKENS
 from ponder.strategies.config import StrategyConfig
 from ponder.validation import is_blank, validation_problems
@@ -45,9 +46,26 @@ class JobRequest(JobBase):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> dict[str, Any]:
+def frozen_config(
+    request: JobRequest, settings: Settings, tenant_name: str, *, job_id: str | None = None
+) -> dict[str, Any]:
     """Check the request against the task, strategy, limits and the tenant's caps; return the
-    configuration frozen on the job row. Also used for every line of a batch upload."""
+    configuration frozen on the job row. Also used for every line of a batch upload. With the
+    job's id, a job that leaves its configuration to the knobs may be given one of its task's
+    A/B arms instead (ponder/jobs/arms.py)."""
+    config = _checked_config(request, settings, tenant_name)
+    if job_id is None:
+        return config
+    return arms.with_arm(
+        config,
+        request,
+        arms=knobs_store(settings.knobs_file).current().for_task(request.task).arms,
+        job_id=job_id,
+        checked=lambda arm_request: _checked_config(arm_request, settings, tenant_name),
+    )
+
+
+def _checked_config(request: JobRequest, settings: Settings, tenant_name: str) -> dict[str, Any]:
     task = TASKS.get(request.task)
     if task is None:
         # What is allowed, never the caller's value back (it may be anything).
@@ -55,6 +73,13 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
             f"unknown task; valid tasks: {', '.join(sorted(TASKS))}", valid=sorted(TASKS)
         )
     request = _with_task_defaults(request, settings)
+    task_knobs = knobs_store(settings.knobs_file).current().for_task(request.task)
+    try:
+        model = settings.registry.get(
+            request.model if request.model is not None else task_knobs.model
+        )
+    except UnknownModel as exc:
+        raise InvalidRequest(str(exc), valid=settings.registry.names()) from exc
     caps = knobs_store(settings.knobs_file).current().caps_for(tenant_name)
     assert request.strategy is not None
     strategy = STRATEGIES.get(request.strategy)
@@ -63,6 +88,12 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
             f"unknown strategy; valid strategies: {', '.join(sorted(STRATEGIES))}",
             valid=sorted(STRATEGIES),
         )
+    if task.strategies is not None and strategy.name not in task.strategies:
+        raise InvalidRequest(
+            f"task {task.name} runs with the strategies {', '.join(sorted(task.strategies))}; "
+            f"not {strategy.name}",
+            valid=sorted(task.strategies),
+        )
     limits = settings.limits
     n = strategy.fixed_n or (request.n if request.n is not None else limits.default_n)
     if strategy.fixed_n and request.n not in (None, strategy.fixed_n):
@@ -70,6 +101,8 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
     max_n = min(limits.max_n, caps.max_n or limits.max_n)
     if not limits.min_n <= n <= max_n:
         raise InvalidRequest(f"n must be between {limits.min_n} and {max_n}, got {n}")
+    if strategy.name == auto.NAME:
+        request = _with_band_table(request, settings, max_n)
     if (
         request.budget_tokens is not None
         and caps.max_budget_tokens is not None
@@ -87,6 +120,12 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
             f"document has {len(request.document)} characters; the limit for task "
             f"{task.name} is {max_chars}"
         )
+    try:
+        # A task whose messages and answer schema come with each document (chat_completion)
+        # reads them here: a document it cannot run is refused now, not failed by a worker.
+        task = task.for_document(request.document)
+    except ValueError as exc:
+        raise InvalidRequest(f"document is not a valid {task.name} request: {exc}") from exc
     if request.webhook_url:
         try:
             check_webhook_url(request.webhook_url, allow_hosts=settings.notify.webhook_allow_hosts)
@@ -100,6 +139,7 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
             f"invalid params for strategy {strategy.name}: {problems}; "
             f"valid parameters: {', '.join(strategy.parameter_help()) or 'none'}"
         ) from exc
+    _check_early_stop(params, n=n, engine_kind=model.kind)
     if request.budget_tokens is not None:
         # A conservative estimate (3 characters a token) of the prompt plus one short sample.
         needed = len(request.document) // 3 + 300 + MIN_USEFUL_OUTPUT_TOKENS
@@ -112,6 +152,7 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
         name=strategy.name,
         n=n,
         max_tokens=min(task.max_output_tokens, limits.max_tokens_per_sample),
+        temperature=task.temperature,
         priority=capped_priority(request.priority, caps.highest_priority),
         budget_tokens=request.budget_tokens,
         seed=request.seed,
@@ -119,8 +160,11 @@ def frozen_config(request: JobRequest, settings: Settings, tenant_name: str) -> 
     )
     return {
         "strategy": config.model_dump(),
-        "model": settings.model_path if settings.engine.kind == "vllm" else settings.engine.model,
-        "engine": settings.engine.kind,
+        **routing.model_fields(
+            model,
+            requested=model.name,
+            fallback=task_knobs.fallback_model if task_knobs.fallback_model != model.name else None,
+        ),
         "verifiers": [
             "schema",
             *task.verifier_names(judges=task.judges_enabled(settings.tasks.judge_verifiers)),
@@ -161,6 +205,48 @@ def _with_task_defaults(request: JobRequest, settings: Settings) -> JobRequest:
     )
 
 
+def _with_band_table(request: JobRequest, settings: Settings, max_n: int) -> JobRequest:
+    """``auto``'s params are its task's band table in the knobs file, frozen on the job so
+    that its route can be replayed."""
+    table = knobs_store(settings.knobs_file).current().for_task(request.task).auto
+    if table is None:
+        raise InvalidRequest(
+            f"strategy auto needs a band table for task {request.task} and the knobs file has "
+            f"none ([tasks.{request.task}.auto]); choose another strategy"
+        )
+    if request.params:
+        raise InvalidRequest(
+            "strategy auto takes no params: its bands come from the knobs file's "
+            f"[tasks.{request.task}.auto] table"
+        )
+    for position, band in enumerate(table.bands):
+        if band.n is not None and band.n > max_n:
+            raise InvalidRequest(
+                f"strategy auto's band {position} draws n={band.n}, above this tenant's "
+                f"limit of {max_n}; choose another strategy"
+            )
+    return request.model_copy(update={"params": table.model_dump()})
+
+
+def _check_early_stop(params: dict[str, Any], *, n: int, engine_kind: str) -> None:
+    """``early_stop`` aborts single samples inside the in-process engine's step loop; a remote
+    OpenAI-compatible server returns an n-sample request whole and cannot abort one sample."""
+    early_stop = params.get("early_stop")
+    if early_stop is None:
+        return
+    if engine_kind != "vllm":
+        raise InvalidRequest(
+            "params.early_stop needs the in-process engine (engine.kind=vllm); this deployment "
+            "uses a remote OpenAI-compatible engine, which cannot stop one sample of a request: "
+            "remove early_stop"
+        )
+    if n <= early_stop["warmup"]:
+        raise InvalidRequest(
+            f"params.early_stop.warmup={early_stop['warmup']} must be below n={n}: warm-up "
+            "samples are never stopped, so none would be left to stop"
+        )
+
+
 def submit(
     *,
     session: Session,
@@ -170,12 +256,14 @@ def submit(
     settings: Settings,
 ) -> tuple[Job, bool]:
     """Write the job and enqueue it after commit. Returns (job, created)."""
-    config = frozen_config(request, settings, tenant.name)
+    job_id = new_id()  # before the configuration: an A/B arm is chosen from it
+    config = frozen_config(request, settings, tenant.name, job_id=job_id)
     endpoint_id = usable_endpoint_id(session, tenant.id, request.webhook_endpoint_id)
     fingerprint = request.fingerprint()
 
     def add_job() -> Job:
         job = Job(
+            id=job_id,
             tenant_id=tenant.id,
             task=request.task,
             priority=config["strategy"]["priority"],  # capped for the tenant
@@ -203,7 +291,8 @@ def submit(
         what="request",
     )
     if created:
-        after_commit(session, lambda: send_run_job(job.id, job.priority))
+        queue = routing.route(session, job, settings, reason="submit")
+        after_commit(session, lambda: send_run_job(job.id, job.priority, queue=queue))
     return job, created
 
 

@@ -23,6 +23,12 @@ def job_payload(job: Job, settings: Settings, *, include_content: bool = False) 
         "status": job.status,
         "task": job.task,
         "strategy": job.config.get("strategy", {}).get("name"),
+        # The registry model asked for and the one that answered (its fallback when they
+        # differ); absent for a job submitted before the registry.
+        "model_requested": job.config.get("model_requested"),
+        "model_used": job.config.get("model_used"),
+        # The A/B arm the job ran in (ponder/jobs/arms.py); null when it took no part.
+        "arm": job.config.get("arm"),
         "summary": result.get("summary") or job.error or "",
         "failing_checks": [
             {"verifier": f["verifier"], "finding_count": len(f.get("findings", []))}

@@ -42,6 +42,7 @@ class PonderCollector(Collector):
         rollups = compact_and_read(engine)
         with engine.connect() as conn:
             yield _alerts(conn, self.settings)
+            yield from _models(conn)
         yield from _jobs(rollups)
         yield from _latency(rollups)
         yield from _verifiers(rollups)
@@ -49,6 +50,7 @@ class PonderCollector(Collector):
         yield from _cache(rollups)
         yield from _deliveries(rollups)
         yield from _reviews(rollups)
+        yield from _arms(rollups)
         yield _queue_depth(self.settings)
 
 
@@ -72,6 +74,73 @@ def _jobs(rollups: Rollups) -> Iterator[Metric]:
     yield by_state
     yield tokens
     yield cost
+
+
+def _models(conn: sa.Connection) -> Iterator[Metric]:
+    """Jobs by the registry model they asked for and the one that ran them (a fallback when
+    they differ). A grouped scan of the jobs table: no rollup holds it yet."""
+    by_model = GaugeMetricFamily(
+        "ponder_jobs_by_model",
+        "Jobs by registry model requested and used, and state",
+        labels=["requested", "used", "status"],
+    )
+    fallbacks = GaugeMetricFamily(
+        "ponder_fallbacks", "Jobs run on their task's fallback model", labels=["requested", "used"]
+    )
+    rows = conn.execute(
+        sa.text(
+            "SELECT config->>'model_requested', config->>'model_used', status, count(*) "
+            "FROM jobs WHERE config ? 'model_used' GROUP BY 1, 2, 3"
+        )
+    ).all()
+    moved: dict[tuple[str, str], float] = {}
+    for requested, used, status, count in rows:
+        pair = (requested or "", used or "")
+        by_model.add_metric([*pair, status], count)
+        if requested != used:
+            moved[pair] = moved.get(pair, 0) + count
+    for labels, count in sorted(moved.items()):
+        fallbacks.add_metric(list(labels), count)
+    yield by_model
+    yield fallbacks
+
+
+def _arms(rollups: Rollups) -> Iterator[Metric]:
+    """The A/B arms (ponder/jobs/arms.py): jobs in an experiment by arm and state, their
+    tokens and cost, and review decisions (migration 0012); ``ponder arms`` has the rates."""
+    by_state = GaugeMetricFamily(
+        "ponder_arm_jobs",
+        "Jobs in an A/B experiment by task, arm and state",
+        labels=["task", "arm", "status"],
+    )
+    tokens = CounterMetricFamily(
+        "ponder_arm_tokens",
+        "Tokens spent by jobs in an A/B experiment, by kind, task and arm",
+        labels=["kind", "task", "arm"],
+    )
+    cost = CounterMetricFamily(
+        "ponder_arm_cost",
+        "Cost of jobs in an A/B experiment (configured prices)",
+        labels=["task", "arm"],
+    )
+    reviews = CounterMetricFamily(
+        "ponder_arm_reviews",
+        "Review decisions on jobs in an A/B experiment",
+        labels=["task", "arm", "decision"],
+    )
+    for labels, count in sorted(rollups.get("arm_jobs", {}).items()):
+        if count:
+            by_state.add_metric(list(labels), count)
+    for labels, value in sorted(rollups.get("arm_tokens", {}).items()):
+        tokens.add_metric(list(labels), value)
+    for labels, value in sorted(rollups.get("arm_cost", {}).items()):
+        cost.add_metric(list(labels), value)
+    for labels, count in sorted(rollups.get("arm_reviews", {}).items()):
+        reviews.add_metric(list(labels), count)
+    yield by_state
+    yield tokens
+    yield cost
+    yield reviews
 
 
 def _latency(rollups: Rollups) -> Iterator[Metric]:
@@ -212,7 +281,8 @@ def _queue_depth(settings: Settings) -> Metric:
     )
     client: Any = redis.Redis.from_url(settings.broker.url, socket_timeout=2)
     try:
-        for queue in QUEUES:
+        extra = [q for q in settings.registry.queues() if q not in QUEUES]  # other models' pools
+        for queue in (*QUEUES, *extra):
             # Celery's Redis priorities live in sub-lists named queue:<priority>.
             keys = [queue, *(f"{queue}:{p}" for p in range(1, 10))]
             family.add_metric([queue], sum(int(client.llen(k)) for k in keys))

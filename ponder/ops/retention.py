@@ -34,6 +34,7 @@ from ponder.models import (
     Job,
     JobStatus,
     Notification,
+    OpenAIFile,
     Review,
     Tenant,
     TraceEvent,
@@ -162,9 +163,27 @@ _EXPIRED_BATCHES = sa.text(
 )
 
 
+_EXPIRED_UPLOADS = sa.text(
+    """
+    select f.id from openai_files f
+    join tenants t on t.id = f.tenant_id
+    where f.content is not null
+      and f.created_at < :now - make_interval(days => coalesce(t.retention_days, :days))
+      and not exists (
+        select 1 from openai_batches ob join batches b on b.id = ob.id
+        where ob.input_file_id = f.id and (b.legal_hold_at is not null or b.finished_at is null))
+    order by f.created_at
+    limit :limit
+    for update of f skip locked
+    """
+)
+"""Uploaded request files of the OpenAI-compatible surface (documents, so PHI) past the
+tenant's retention, unless a batch made from one runs still or is under a legal hold."""
+
+
 def purge_expired(*, session: Session, settings: Settings, now: datetime, limit: int) -> int:
     """One bounded batch: blank up to ``limit`` jobs whose retention ran out by ``now`` (and
-    up to ``limit`` ended batches). Returns how many jobs and batches were purged."""
+    up to ``limit`` ended batches and uploaded request files). Returns how many were purged."""
     params = {"now": now, "days": settings.retention.default_days, "limit": limit}
     job_ids = list(
         session.execute(_EXPIRED_JOBS, {**params, "terminal": list(TERMINAL_STATUSES)}).scalars()
@@ -172,7 +191,12 @@ def purge_expired(*, session: Session, settings: Settings, now: datetime, limit:
     _purge_jobs(session, job_ids, now)
     batch_ids = list(session.execute(_EXPIRED_BATCHES, params).scalars())
     _purge_batches(session, batch_ids, now)
-    return len(job_ids) + len(batch_ids)
+    file_ids = list(session.execute(_EXPIRED_UPLOADS, params).scalars())
+    if file_ids:
+        session.execute(
+            sa.update(OpenAIFile).where(col(OpenAIFile.id).in_(file_ids)).values(content=sa.null())
+        )
+    return len(job_ids) + len(batch_ids) + len(file_ids)
 
 
 @dataclass(frozen=True)
@@ -195,7 +219,9 @@ def purge_all_expired(*, settings: Settings, now: datetime | None = None) -> Pur
         purged += done
         if done < limit:
             break
-    logger.info("retention: %d jobs and batches purged in %d transactions", purged, transactions)
+    logger.info(
+        "retention: %d jobs, batches and uploads purged in %d transactions", purged, transactions
+    )
     return PurgeReport(purged=purged, transactions=transactions)
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ponder.strategies import (
     adaptive,
+    auto,
     beam,
     best_of_n,
     extended_reasoning,
@@ -74,4 +75,5 @@ STRATEGIES: dict[str, Strategy] = {
     refine.NAME: _strategy(refine),
     beam.NAME: _strategy(beam),
     adaptive.NAME: _strategy(adaptive),
+    auto.NAME: _strategy(auto),
 }

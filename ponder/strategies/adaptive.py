@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ponder.strategies.context import StrategyContext
+from ponder.strategies.early_stop import EarlyStopParams
 from ponder.strategies.selection import StrategyOutcome, outcome_from, select_best_candidate
 from ponder.strategies.verification import ScoredCandidate
 from ponder.tasktypes import TaskType
@@ -39,6 +40,11 @@ class Params(BaseModel):
         max_length=5,
         description="Strategies to escalate to in order, each with its default params.",
     )
+    early_stop: EarlyStopParams | None = Field(
+        default=None,
+        description="Early stop for the rungs that sample (the first try when initial_n is "
+        "above the warm-up, best_of_n, self_consistency); off by default.",
+    )
 
     @field_validator("ladder")
     @classmethod
@@ -48,9 +54,13 @@ class Params(BaseModel):
         for position, name in enumerate(ladder):
             if name == NAME:
                 raise ValueError("adaptive cannot escalate to itself")
+            if name == "auto":
+                # auto routes a document to a configuration once, from its knobs table; as a
+                # rung it would have no table of its own.
+                raise ValueError(f"ladder[{position}]: auto routes a job, it is not a rung")
             if name not in STRATEGIES:
                 # The caller's value is not echoed back (error bodies reflect no input).
-                known = ", ".join(sorted(set(STRATEGIES) - {NAME}))
+                known = ", ".join(sorted(set(STRATEGIES) - {NAME, "auto"}))
                 raise ValueError(f"ladder[{position}] is not a known strategy; known: {known}")
         return ladder
 
@@ -75,6 +85,8 @@ class Confidence:
 
 
 def measure_confidence(task: TaskType, candidates: list[ScoredCandidate]) -> Confidence:
+    # A sample stopped early is unfinished: it neither agrees nor disagrees.
+    candidates = [c for c in candidates if not c.stopped]
     best, _ = select_best_candidate(candidates)
     if best is None:
         return Confidence(0.0, None, None, 0.0, False)
@@ -100,7 +112,7 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
     from ponder.strategies import STRATEGIES  # the registry imports this module
 
     params = Params.model_validate(ctx.config.params)
-    latest = ctx.sample(step="initial", n=params.initial_n)
+    latest = ctx.sample(step="initial", n=params.initial_n, early_stop=params.early_stop)
     stage = "initial"
     for level in range(len(params.ladder) + 1):
         confidence = measure_confidence(ctx.task, latest)
@@ -120,12 +132,23 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
         )
         ctx.event("escalate", to=name, prefix=prefix, reason=why)
         before = len(ctx.candidates)
-        child = ctx.scoped(prefix, name=name, params=STRATEGIES[name].validate_params({}))
+        child = ctx.scoped(prefix, name=name, params=_rung_params(name, params))
         STRATEGIES[name].run(child)  # its candidates and tokens land in ctx
         # A rung may add nothing (refine with nothing to fix): judge the last ones again.
         latest, stage = ctx.candidates[before:] or latest, name
     ctx.event("stop", reason=reason, stage=stage)
     return outcome_from(ctx.candidates, ctx, stopped=reason, confidence=round(confidence.value, 4))
+
+
+def _rung_params(name: str, params: Params) -> dict[str, Any]:
+    """A rung's default params, with the early stop given to adaptive where the rung takes one."""
+    from ponder.strategies import STRATEGIES  # the registry imports this module
+
+    strategy = STRATEGIES[name]
+    given: dict[str, Any] = {}
+    if params.early_stop is not None and "early_stop" in strategy.params_model.model_fields:
+        given["early_stop"] = params.early_stop.model_dump()
+    return strategy.validate_params(given)
 
 
 def _agreement(task: TaskType, candidates: list[ScoredCandidate]) -> float | None:

@@ -7,9 +7,11 @@ import time
 from typing import Any, Protocol
 
 from ponder.engines.base import Engine, GenerationRequest, GenerationResult, Sample
+from ponder.engines.confidence import EarlyStop
 from ponder.strategies.budget import Budget, Messages
 from ponder.strategies.config import StrategyConfig
-from ponder.strategies.thinking import inline_thinking_tokens, split_thinking
+from ponder.strategies.early_stop import stop_event
+from ponder.strategies.thinking import sample_thinking
 from ponder.strategies.verification import ScoredCandidate, Verification
 
 
@@ -61,6 +63,13 @@ class EngineCalls:
         self.candidates = [] if candidates is None else candidates
         """Every verified candidate of this run, in order: what a budget stop selects from."""
 
+    @property
+    def reasoning_parser(self) -> str | None:
+        """The engine's reasoning parser: it separates thinking from answers and enforces a
+        thinking budget itself (None: a plain model)."""
+        parser: str | None = getattr(self.engine, "reasoning_parser", None)
+        return parser
+
     def scoped(self, prefix: str) -> EngineCalls:
         return EngineCalls(
             job_id=self.job_id,
@@ -98,21 +107,32 @@ class EngineCalls:
         top_logprobs: int = 1,
         stop: tuple[str, ...] | None = None,
         thinking: bool = False,
+        early_stop: EarlyStop | None = None,
+        thinking_token_budget: int | None = None,
     ) -> GenerationResult:
         """One engine call under the full step name ``step``, fitted to the budget and
-        charged; ``thinking`` counts its completion tokens as thinking tokens too."""
+        charged; ``thinking`` counts its completion tokens as thinking tokens too.
+        ``thinking_token_budget`` (a reasoning engine only) bounds each sample's thinking, on
+        top of ``max_tokens`` for what follows it."""
+        answer_tokens = max_tokens or self.config.max_tokens
+        fitted = self.budget.fit(messages, n, answer_tokens + (thinking_token_budget or 0))
+        if thinking_token_budget is not None:
+            # A budget cut takes from the thinking first: the answer must never be starved.
+            thinking_token_budget = min(thinking_token_budget, max(0, fitted - answer_tokens))
         request = GenerationRequest(
             messages=messages,
             request_id=f"{self.job_id}:{step}",
             n=n,
             temperature=self.config.temperature if temperature is None else temperature,
-            max_tokens=self.budget.fit(messages, n, max_tokens or self.config.max_tokens),
+            max_tokens=fitted,
             seed=self.config.seed,
             json_schema=json_schema,
             choice=choice,
             top_logprobs=top_logprobs,
             stop=stop,
             priority=self.config.priority,
+            early_stop=early_stop,
+            thinking_token_budget=thinking_token_budget,
         )
         result = self.engine.generate(request)
         thinking_tokens = self._thinking_tokens(result, thinking_call=thinking)
@@ -124,12 +144,14 @@ class EngineCalls:
         return result
 
     def _thinking_tokens(self, result: GenerationResult, *, thinking_call: bool) -> int:
-        """A thinking call thinks with every token; any other call thinks in the ``<think>``
-        section a reasoning model opens its samples with."""
+        """A thinking call thinks with every token; any other call thinks as far as the
+        engine's reasoning parser says, or (a plain engine) in the ``<think>`` section a
+        sample opens with."""
         if thinking_call:
             return result.completion_tokens
+        parsed = self.reasoning_parser is not None
         count = self.engine.count_tokens
-        return sum(inline_thinking_tokens(s.text, count) for s in result.samples)
+        return sum(sample_thinking(s, count, engine_parsed=parsed)[1] for s in result.samples)
 
     def sample(
         self,
@@ -137,11 +159,15 @@ class EngineCalls:
         step: str,
         n: int,
         messages: Messages,
-        json_schema: dict[str, Any],
+        json_schema: dict[str, Any] | None,
         temperature: float | None = None,
+        early_stop: EarlyStop | None = None,
+        thinking_token_budget: int | None = None,
     ) -> list[ScoredCandidate]:
         """Draw n candidates in one engine request, verify each and record them; a step
-        already recorded by an earlier attempt of this job is reused, not paid for twice."""
+        already recorded by an earlier attempt of this job is reused, not paid for twice.
+        Under ``early_stop`` the engine may stop some mid-way: they are recorded too. With
+        ``thinking_token_budget`` a reasoning engine thinks first; the answers are verified."""
         step = self.step(step)
         reused = self.recorder.load_step(step)
         if reused is not None and len(reused) == n:
@@ -149,7 +175,13 @@ class EngineCalls:
             self.candidates.extend(reused)
             return reused
         result = self.generate(
-            step=step, messages=messages, n=n, temperature=temperature, json_schema=json_schema
+            step=step,
+            messages=messages,
+            n=n,
+            temperature=temperature,
+            json_schema=json_schema,
+            early_stop=early_stop,
+            thinking_token_budget=thinking_token_budget,
         )
         if len(result.samples) != n:
             # Postcondition: say so rather than select among fewer silently.
@@ -172,21 +204,30 @@ class EngineCalls:
                 "candidates": [c.summary() for c in candidates],
             },
         )
-        self._trace_inline_thinking(candidates)
+        if early_stop is not None:
+            self.event("early_stop", stop_event(step, result))
+        self._trace_thinking(result, candidates, thinking_token_budget)
         return candidates
 
-    def _trace_inline_thinking(self, candidates: list[ScoredCandidate]) -> None:
-        """A reasoning model may think inside the answer itself: trace that apart, with the
-        tokens it was charged as thinking."""
-        for c in candidates:
-            hidden, _ = split_thinking(c.text)
+    def _trace_thinking(
+        self,
+        result: GenerationResult,
+        candidates: list[ScoredCandidate],
+        thinking_token_budget: int | None,
+    ) -> None:
+        """A reasoning model thinks before its answer: trace that apart, with the tokens it
+        was charged as thinking (and the budget the engine held it to)."""
+        parsed = self.reasoning_parser is not None
+        for sample, c in zip(result.samples, candidates, strict=True):
+            hidden, tokens = sample_thinking(sample, self.engine.count_tokens, engine_parsed=parsed)
             if hidden is None:
                 continue
-            tokens = inline_thinking_tokens(c.text, self.engine.count_tokens)
-            self.event(
-                "thinking",
-                {"step": c.step, "idx": c.idx, "text": hidden, "tokens": tokens, "inline": True},
-            )
+            data: dict[str, Any] = {
+                "step": c.step, "idx": c.idx, "text": hidden, "tokens": tokens, "inline": True,
+            }  # fmt: skip
+            if parsed:
+                data.update(parser=self.reasoning_parser, max_tokens=thinking_token_budget)
+            self.event("thinking", data)
 
     def record_synthetic(self, step: str, text: str) -> ScoredCandidate:
         """Verify and record a candidate the strategy built itself (a vote's consensus): no

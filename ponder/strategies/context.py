@@ -10,6 +10,7 @@ from ponder.engines.base import Engine, GenerationResult
 from ponder.strategies.budget import Budget, Messages, TokenLedger
 from ponder.strategies.calls import EngineCalls, Recorder
 from ponder.strategies.config import StrategyConfig
+from ponder.strategies.early_stop import EarlyStopParams
 from ponder.strategies.verification import ScoredCandidate, Verification
 from ponder.tasktypes import TaskType
 
@@ -26,6 +27,7 @@ class CallOptions(TypedDict, total=False):
     top_logprobs: int
     stop: tuple[str, ...] | None
     thinking: bool
+    thinking_token_budget: int | None
 
 
 class StrategyContext:
@@ -77,6 +79,12 @@ class StrategyContext:
         return self._calls.budget
 
     @property
+    def reasoning_parser(self) -> str | None:
+        """The engine's vLLM reasoning parser: the model thinks before it answers and the
+        engine separates and budgets the thinking (None: a plain model)."""
+        return self._calls.reasoning_parser
+
+    @property
     def candidates(self) -> list[ScoredCandidate]:
         """Every verified candidate of this run, in order: what a budget stop selects from."""
         return self._calls.candidates
@@ -122,16 +130,28 @@ class StrategyContext:
         n: int,
         messages: Messages | None = None,
         temperature: float | None = None,
+        early_stop: EarlyStopParams | None = None,
+        thinking_token_budget: int | None = None,
     ) -> list[ScoredCandidate]:
         """n candidates under the task's output schema in one engine request, verified and
         recorded (by default on the task's own messages); a step an earlier attempt of this
-        job recorded is reused, not paid for twice."""
+        job recorded is reused, not paid for twice. ``early_stop`` lets the engine stop
+        hopeless samples mid-way (recorded, never selected). ``thinking_token_budget``: a
+        reasoning engine's thinking per sample before its answer (see ``reasoning_parser``)."""
+        engine_early_stop = early_stop.for_request(n) if early_stop is not None else None
+        if early_stop is not None and engine_early_stop is None:
+            self.event(
+                "early_stop_off", step=step, n=n, warmup=early_stop.warmup,
+                reason="the warm-up takes every sample of this request",
+            )  # fmt: skip
         return self._calls.sample(
             step=step,
             n=n,
             messages=messages or self.task.messages(self.document),
             json_schema=self.task.json_schema(),
             temperature=temperature,
+            early_stop=engine_early_stop,
+            thinking_token_budget=thinking_token_budget,
         )
 
     def record_synthetic(self, step: str, text: str) -> ScoredCandidate:

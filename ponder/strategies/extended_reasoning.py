@@ -1,5 +1,10 @@
 """``extended_reasoning``: a thinking phase under its own token budget, then the answer under
-the output schema conditioned on it; the thinking is traced apart from the answer."""
+the output schema conditioned on it; the thinking is traced apart from the answer.
+
+A reasoning model (an engine with a vLLM reasoning parser) does both in one request the
+engine's way: vLLM ends each sample's thinking at ``thinking_token_budget``, applies the
+schema to the answer after it, and its parser separates the two. A plain model keeps the two
+phases (a thinking call, then answers conditioned on it)."""
 
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ class Params(BaseModel):
 
 def run(ctx: StrategyContext) -> StrategyOutcome:
     params = Params.model_validate(ctx.config.params)
+    if ctx.reasoning_parser is not None:
+        return _think_and_answer(ctx, params.thinking_tokens)
     if ctx.recorded("answer"):
         # An earlier attempt thought and answered; its thinking is in that attempt's trace.
         answers = ctx.sample(step="answer", n=ctx.config.n)
@@ -60,6 +67,42 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
         else [],
     )
     return outcome_from([*answers, *_answer_plain(ctx)], ctx, recovered=True)
+
+
+def _think_and_answer(ctx: StrategyContext, thinking_tokens: int) -> StrategyOutcome:
+    """n samples that each think (at most the affordable budget; the engine enforces it) and
+    then answer under the schema; the thinking is traced and charged per sample."""
+    messages = ctx.task.messages(ctx.document)
+    budget = _affordable_model_thinking(ctx, messages, thinking_tokens)
+    if budget < MIN_THINKING_TOKENS:
+        ctx.event("thinking", skipped=True, reason="the budget leaves no room to think and answer")
+        return outcome_from(_answer_unthinking(ctx), ctx, thinking="skipped")
+    answers = ctx.sample(step="answer", n=ctx.config.n, thinking_token_budget=budget)
+    if any(c.parsed is not None for c in answers):
+        return outcome_from(answers, ctx, thinking_token_budget=budget)
+    ctx.event(
+        "recover",
+        reason="no answer parsed after thinking; answering once without thinking",
+        thinking_token_budget=budget,
+    )
+    return outcome_from([*answers, *_answer_unthinking(ctx)], ctx, recovered=True)
+
+
+def _affordable_model_thinking(
+    ctx: StrategyContext, messages: tuple[dict[str, str], ...], thinking_tokens: int
+) -> int:
+    """Thinking tokens T per sample such that n samples of T thinking and a full answer each
+    fit the budget after the prompt."""
+    remaining = ctx.budget.remaining()
+    if remaining is None:
+        return thinking_tokens
+    spare = remaining - ctx.budget.estimate_prompt_tokens(messages)
+    return min(thinking_tokens, spare // ctx.config.n - ctx.config.max_tokens)
+
+
+def _answer_unthinking(ctx: StrategyContext) -> list[ScoredCandidate]:
+    # A thinking budget of 0: vLLM ends the thinking at once and the schema applies.
+    return ctx.sample(step="answer-plain", n=ctx.config.n, thinking_token_budget=0)
 
 
 def _think(ctx: StrategyContext, thinking_tokens: int) -> str | None:

@@ -34,9 +34,12 @@ def selection_key(candidate: ScoredCandidate) -> tuple[bool, float, float]:
 def select_best_candidate(
     candidates: list[ScoredCandidate],
 ) -> tuple[ScoredCandidate | None, dict[str, Any]]:
-    """Rank by: passes every required verifier, then verifier score, then mean token logprob."""
+    """Rank by: passes every required verifier, then verifier score, then mean token logprob.
+    A sample the engine stopped early is an unfinished answer: never selected."""
+    stopped = [c for c in candidates if c.stopped]
+    candidates = [c for c in candidates if not c.stopped]
     if not candidates:
-        return None, {"rule": "no candidates", "ranking": []}
+        return None, {"rule": "no candidates", "ranking": [], **_stopped(stopped)}
     ranked = sorted(candidates, key=selection_key, reverse=True)
     best = ranked[0]
     if best.passed_required:
@@ -54,7 +57,14 @@ def select_best_candidate(
         "rule": "passed_required > score > mean_logprob",
         "reason": reason,
         "ranking": [c.summary() for c in ranked],
+        **_stopped(stopped),
     }
+
+
+def _stopped(stopped: list[ScoredCandidate]) -> dict[str, Any]:
+    if not stopped:
+        return {}
+    return {"stopped_early": [f"{c.step}/{c.idx}" for c in stopped]}
 
 
 def outcome_from(

@@ -13,6 +13,7 @@ from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.strategies.context import StrategyContext
+from ponder.strategies.early_stop import EarlyStopParams
 from ponder.strategies.selection import StrategyOutcome, outcome_from, selection_key
 from ponder.strategies.verification import ScoredCandidate
 
@@ -34,13 +35,23 @@ class Params(BaseModel):
         description="Share of the parsed samples that must contain an item for the consensus "
         "to keep it: 0.5 keeps items at least half agree on, 0 keeps every item seen once.",
     )
+    early_stop: EarlyStopParams | None = Field(
+        default=None,
+        description="Stop samples whose token confidence falls below the first finished "
+        "ones' ({window, warmup, percentile, top_k}); stopped ones do not vote. Off by default.",
+    )
 
 
 def run(ctx: StrategyContext) -> StrategyOutcome:
     params = Params.model_validate(ctx.config.params)
-    samples = ctx.sample(step="sample", n=ctx.config.n)
+    samples = ctx.sample(step="sample", n=ctx.config.n, early_stop=params.early_stop)
     # Best first, so an item's representative comes from the best-verified sample holding it.
-    voters = sorted((c for c in samples if c.parsed is not None), key=selection_key, reverse=True)
+    # A sample stopped early is unfinished: it never votes.
+    voters = sorted(
+        (c for c in samples if c.parsed is not None and not c.stopped),
+        key=selection_key,
+        reverse=True,
+    )
     if not voters:
         ctx.event("vote", voters=0, items=[], note="no sample parsed; nothing to vote on")
         return outcome_from(samples, ctx)

@@ -1,9 +1,12 @@
-"""A reasoning model's ``<think>`` section: split from the answer, and counted as thinking."""
+"""A reasoning model's thinking, apart from its answer: as the engine's reasoning parser
+separated it, or (a plain engine) the ``<think>`` section a sample opens with."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+
+from ponder.engines.base import Sample
 
 _THINKING = re.compile(r"^\s*(?:<think>)?(.*?)</think>\s*", re.DOTALL)
 
@@ -23,3 +26,15 @@ def inline_thinking_tokens(text: str, count_tokens: Callable[[str], int]) -> int
     completion tokens that went on thinking rather than the answer."""
     hidden, _ = split_thinking(text)
     return 0 if hidden is None else count_tokens(hidden)
+
+
+def sample_thinking(
+    sample: Sample, count_tokens: Callable[[str], int], *, engine_parsed: bool
+) -> tuple[str | None, int]:
+    """The sample's thinking and the tokens it took. ``engine_parsed``: the engine runs a
+    reasoning parser, which already separated them (``sample.text`` is the answer alone);
+    otherwise the ``<think>`` section the text opens with, its tokens counted."""
+    if engine_parsed:
+        return sample.thinking, sample.thinking_tokens
+    hidden, _ = split_thinking(sample.text)
+    return hidden, (0 if hidden is None else count_tokens(hidden))

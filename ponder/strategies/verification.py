@@ -10,9 +10,11 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from ponder.engines.base import GenerationResult, Sample, p_yes
+from ponder.engines.confidence import EARLY_STOP_REASON
 from ponder.strategies.thinking import split_thinking
 from ponder.tasktypes import TaskType
 from ponder.verify import (
+    SCHEMA_VERIFIER,
     AskYesNo,
     Verdict,
     aggregate_score,
@@ -22,6 +24,7 @@ from ponder.verify import (
 )
 
 JUDGE_SYSTEM_PROMPT = "You check one claim about a document. Answer only yes or no."
+STOPPED_FINDING = "stopped early by its token confidence; an unfinished answer is not checked"
 
 
 @dataclass
@@ -45,6 +48,11 @@ class ScoredCandidate:
     def passed_required(self) -> bool:
         return passes_required(self.verdicts)
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped early by the engine: an unfinished answer, never selected, never voting."""
+        return self.finish_reason == EARLY_STOP_REASON
+
     def summary(self) -> dict[str, Any]:
         return {
             "candidate_id": self.id,
@@ -54,6 +62,7 @@ class ScoredCandidate:
             "score": round(self.score, 4),
             "mean_logprob": None if self.mean_logprob is None else round(self.mean_logprob, 4),
             "failing": [f["verifier"] for f in failing_checks(self.verdicts)],
+            **({"stopped": EARLY_STOP_REASON} if self.stopped else {}),
         }
 
 
@@ -87,14 +96,10 @@ class Verification:
         candidates repeat the same finding."""
 
     def verify(self, step: str, sample: Sample, *, judge_call: JudgeCall) -> ScoredCandidate:
-        # The text is kept whole for the trace; a reasoning model's thinking is not the answer.
-        parsed, verdicts = verify_candidate(
-            text=split_thinking(sample.text)[1],
-            output_model=self.task.output_model,
-            document=self.document,
-            verifiers=self.task.verifiers,
-            ask_yes_no=self._judge_asker(step, sample.index, judge_call) if self.judges else None,
-        )
+        if sample.stopped is not None:
+            parsed, verdicts = None, self._not_checked(STOPPED_FINDING)
+        else:
+            parsed, verdicts = self._check(step, sample, judge_call)
         return ScoredCandidate(
             step=step,
             idx=sample.index,
@@ -105,6 +110,28 @@ class Verification:
             min_logprob=sample.min_logprob,
             completion_tokens=sample.completion_tokens,
             finish_reason=sample.finish_reason,
+        )
+
+    def _not_checked(self, finding: str) -> list[Verdict]:
+        """A failed verdict from every verifier that would have run, so the trace stays whole
+        for a candidate that is not checked."""
+        specs = [s for s in self.task.verifiers if self.judges or not s.judge]
+        return [
+            Verdict(SCHEMA_VERIFIER, False, 0.0, True, 1.0, [finding]),
+            *(Verdict(s.name, False, 0.0, s.required, s.weight, [finding]) for s in specs),
+        ]
+
+    def _check(
+        self, step: str, sample: Sample, judge_call: JudgeCall
+    ) -> tuple[BaseModel | None, list[Verdict]]:
+        # The text is kept whole for the trace; a reasoning model's thinking is not the answer.
+        return verify_candidate(
+            text=split_thinking(sample.text)[1],
+            output_model=self.task.output_model,
+            document=self.document,
+            verifiers=self.task.verifiers,
+            parse=self.task.parse_output,
+            ask_yes_no=self._judge_asker(step, sample.index, judge_call) if self.judges else None,
         )
 
     def _judge_asker(self, step: str, idx: int, judge_call: JudgeCall) -> AskYesNo:

@@ -21,6 +21,7 @@ from tasks.contract_review.checks import (
     check_quote_grounding,
     check_quote_substance,
 )
+from tasks.contract_review.difficulty import difficulty_signals
 from tasks.contract_review.schema import ContractReview, Finding, FullContractReview, Review
 
 
@@ -119,6 +120,7 @@ TASK = TaskType(
     normalise=normalise,
     items_field="findings",
     item_key=item_key,
+    difficulty_signals=difficulty_signals,
 )
 
 FULL_TASK = TaskType(
@@ -141,4 +143,5 @@ FULL_TASK = TaskType(
     normalise=normalise,
     items_field="findings",
     item_key=item_key,
+    difficulty_signals=difficulty_signals,
 )

@@ -10,6 +10,7 @@ from tasks.math_answer.checks import (
     check_answer_in_reasoning,
     check_arithmetic,
 )
+from tasks.math_answer.difficulty import difficulty_signals
 from tasks.math_answer.schema import MathAnswer, canonical_number
 
 
@@ -48,4 +49,5 @@ TASK = TaskType(
     max_document_chars=5_000,
     max_output_tokens=512,
     normalise=normalise,
+    difficulty_signals=difficulty_signals,
 )

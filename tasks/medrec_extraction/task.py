@@ -21,6 +21,7 @@ from tasks.medrec_extraction.checks import (
     check_route_vocabulary,
     check_status_consistency,
 )
+from tasks.medrec_extraction.difficulty import difficulty_signals
 from tasks.medrec_extraction.dose import MAX_DOSE_BY_UNIT, MAX_PLAUSIBLE_DOSE
 from tasks.medrec_extraction.frequency import normalise_frequency
 from tasks.medrec_extraction.schema import Medication, MedicationList
@@ -136,4 +137,5 @@ TASK = TaskType(
     normalise=normalise,
     items_field="medications",
     item_key=item_key,
+    difficulty_signals=difficulty_signals,
 )

@@ -238,7 +238,7 @@ def test_a_single_plain_address_is_accepted(api, tenant, isolated_broker):
 @pytest.mark.parametrize(
     ("change", "phrase"),
     [
-        ({"task": ECHO}, "unknown task; valid tasks: contract_review"),
+        ({"task": ECHO}, "unknown task; valid tasks: chat_completion, contract_review"),
         ({"strategy": ECHO}, "unknown strategy; valid strategies: adaptive"),
     ],
     ids=["task", "strategy"],

@@ -39,8 +39,8 @@ def test_valid_submission_writes_a_row_and_queues_one_message(api, tenant, isola
     [
         ({"document": ""}, 422, "document is empty"),
         ({"document": "   \n "}, 422, "document is empty"),
-        ({"task": "poetry"}, 422, "unknown task; valid tasks: contract_review, "),
-        ({"strategy": "guess"}, 422, "valid strategies: adaptive, beam, best_of_n"),
+        ({"task": "poetry"}, 422, "unknown task; valid tasks: chat_completion, contract_review, "),
+        ({"strategy": "guess"}, 422, "valid strategies: adaptive, auto, beam, best_of_n"),
         ({"n": 0}, 422, "n must be between 1 and 16"),
         ({"n": 17}, 422, "n must be between 1 and 16"),
         ({"strategy": "single", "n": 3}, 422, "draws exactly 1"),

@@ -57,7 +57,9 @@ def check_entry_point(command: list[str]) -> None:
         assert args[2] in ("worker", "beat", "flower", "inspect"), args[2]
         if "-Q" in args:
             queues = set(args[args.index("-Q") + 1].split(","))
-            assert queues <= {"reasoning", "quarantine", "notify", "default"}, queues
+            # A model's pool consumes `reasoning.<model>` (ponder/queue.py).
+            named = {q for q in queues if q.startswith("reasoning.") and len(q) > len("reasoning.")}
+            assert queues - named <= {"reasoning", "quarantine", "notify", "default"}, queues
     elif program == "ponder":
         scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
         assert "ponder" in scripts

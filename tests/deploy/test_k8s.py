@@ -11,7 +11,7 @@ import pytest
 from tests.deploy.kustomize import build, containers, find
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
-OVERLAYS = ["dev", "gpu"]
+OVERLAYS = ["dev", "gpu", "pools"]
 CRDS = {"ScaledObject"}  # KEDA's; not in the Kubernetes schemas
 
 
@@ -76,3 +76,18 @@ def test_api_has_probes_beat_has_one_replica_and_migrations_run_as_a_job():
     assert {r["kind"] for r in resources} >= {"PodDisruptionBudget", "ConfigMap", "Service"}
     flower = find(resources, "Deployment", "ponder-flower")["spec"]["template"]["spec"]
     assert any(e["name"] == "FLOWER_BASIC_AUTH" for e in flower["containers"][0]["env"])
+
+
+def test_the_pools_overlay_scales_each_models_worker_on_its_own_queue():
+    resources = build(K8S / "overlays" / "pools")
+    lists = {
+        obj["spec"]["scaleTargetRef"]["name"]: obj["spec"]["triggers"][0]["metadata"]["listName"]
+        for obj in resources
+        if obj["kind"] == "ScaledObject"
+    }
+    assert lists == {"ponder-worker": "reasoning", "ponder-worker-large": "reasoning.large"}
+    large = find(resources, "Deployment", "ponder-worker-large")["spec"]["template"]["spec"]
+    [container] = large["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert env["PONDER_WORKER__MODEL"] == "large"
+    assert container["command"][container["command"].index("-Q") + 1] == "reasoning.large"

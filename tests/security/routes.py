@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from tests.security.conftest import BATCH_LINE, HOOK, JOB
+from tests.security.conftest import BATCH_LINE, HOOK, JOB, OPENAI_REQUEST
 
 Endpoint = tuple[str, str]
 
@@ -32,6 +32,16 @@ VALID_REQUESTS: dict[Endpoint, dict[str, Any]] = {
         "headers": {"content-type": "application/jsonl"},
     },
     ("POST", "/v1/webhooks"): {"json": {"url": HOOK}},
+    ("POST", "/openai/v1/files"): {
+        "content": b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="r.jsonl"\r\n\r\n'
+        + json.dumps(OPENAI_REQUEST).encode()
+        + b"\r\n--b--\r\n",
+        "headers": {"content-type": "multipart/form-data; boundary=b"},
+    },
+    ("POST", "/openai/v1/batches"): {
+        "json": {"input_file_id": "file-x", "endpoint": "/v1/jobs", "completion_window": "24h"}
+    },
 }
 """Requests that the routes taking a body would accept, so that a refusal is the check's."""
 
@@ -55,6 +65,13 @@ def app_routes() -> list[Endpoint]:
 
 ROUTES = app_routes()
 AUTHENTICATED = [route for route in ROUTES if route not in PUBLIC]
+
+
+def error_message(response: Any) -> str:
+    """An error answer's message: ``{"error": message}``, or OpenAI's ``{"error": {"message":
+    ...}}`` on the OpenAI-compatible surface (``/openai/v1``)."""
+    error = response.json()["error"]
+    return str(error["message"] if isinstance(error, dict) else error)
 
 
 def route_id(route: Endpoint) -> str:

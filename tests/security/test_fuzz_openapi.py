@@ -86,8 +86,12 @@ bounded = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], 
 
 
 @pytest.fixture(autouse=True)
-def quiet(database: None, isolated_broker: Any, limits: Any) -> None:
-    """Jobs go to a broker no worker reads; no rate limit, or long runs would read 429."""
+def quiet(database: None, isolated_broker: Any, limits: Any, monkeypatch: Any) -> None:
+    """Jobs go to a broker no worker reads; no rate limit, or long runs would read 429. A live
+    stream of a job no worker runs would stay open until ``live.max_stream_s``: a short one
+    lets each call return (the client resumes after such a close)."""
+    monkeypatch.setenv("PONDER_LIVE__MAX_STREAM_S", "0.5")
+    monkeypatch.setenv("PONDER_LIVE__POLL_S", "0.1")
     limits(tenant_rate_per_s=0)
 
 

@@ -8,7 +8,13 @@ import sqlalchemy as sa
 
 from ponder.db import get_engine
 from tests.conftest import TenantKey, queued_messages
-from tests.security.routes import AUTHENTICATED, VALID_REQUESTS, route_id, with_made_up_ids
+from tests.security.routes import (
+    AUTHENTICATED,
+    VALID_REQUESTS,
+    error_message,
+    route_id,
+    with_made_up_ids,
+)
 
 LIMIT = 2000
 
@@ -17,7 +23,7 @@ def rows_written() -> int:
     with get_engine().connect() as conn:
         return sum(
             int(conn.execute(sa.text(f"select count(*) from {table}")).scalar_one())
-            for table in ("jobs", "batches", "webhook_endpoints")
+            for table in ("jobs", "batches", "webhook_endpoints", "openai_files", "openai_batches")
         )
 
 
@@ -34,7 +40,7 @@ def test_over_its_rate_a_tenant_gets_429_with_retry_after_on_every_route(
     response = api.request(method, with_made_up_ids(path), headers=headers, **kwargs)
     assert response.status_code == 429, response.text
     assert 1 <= int(response.headers["Retry-After"]) <= 100
-    assert "too many requests" in response.json()["error"]
+    assert "too many requests" in error_message(response)
     assert rows_written() == 0 and queued_messages(isolated_broker) == 0
 
 
@@ -52,5 +58,5 @@ def test_a_body_over_the_limit_is_413_on_every_route(
     headers = {**tenant.headers, **request.get("headers", {})}
     response = api.request(method, with_made_up_ids(path), content=content, headers=headers)
     assert response.status_code == 413, response.text
-    assert "limit" in response.json()["error"]
+    assert "limit" in error_message(response)
     assert rows_written() == 0 and queued_messages(isolated_broker) == 0

@@ -18,6 +18,7 @@ from tests.security.routes import (
     AUTHENTICATED,
     PUBLIC,
     ROUTES,
+    error_message,
     path_params,
     route_id,
     with_made_up_ids,
@@ -31,6 +32,8 @@ LISTS = {
     ("GET", "/v1/audit"),
     ("GET", "/v1/reviews"),
     ("GET", "/v1/reviews/stats"),
+    ("GET", "/openai/v1/files"),
+    ("GET", "/openai/v1/batches"),
     # Totals over all tenants for an admin key or the scrape token: no id or tenant in them.
     ("GET", "/metrics"),
 }
@@ -51,6 +54,20 @@ CREATES: dict[tuple[str, str], tuple[Callable[[dict[str, str]], dict[str, Any]],
     # Name nothing of anyone's: they must simply leave the other tenant's rows alone.
     ("POST", "/v1/webhooks"): (lambda ids: {"json": {"url": HOOK}}, 201),
     ("POST", "/v1/keys"): (lambda ids: {"json": {"scopes": ["read"]}}, 201),
+    ("POST", "/openai/v1/files"): (
+        lambda ids: {"files": {"file": ("r.jsonl", b"{}\n")}, "data": {"purpose": "batch"}},
+        200,
+    ),
+    ("POST", "/openai/v1/batches"): (
+        lambda ids: {
+            "json": {
+                "input_file_id": ids["file_id"],
+                "endpoint": "/v1/jobs",
+                "completion_window": "24h",
+            }
+        },
+        404,
+    ),
 }
 """Routes without an id that create: the request names the other tenant's resource where the
 body can name one, and the expected status."""
@@ -74,7 +91,14 @@ def owned_rows(tenant_id: str) -> dict[str, list[Any]]:
                     {"t": tenant_id},
                 )
             )
-            for table in ("jobs", "batches", "webhook_endpoints", "notifications")
+            for table in (
+                "jobs",
+                "batches",
+                "webhook_endpoints",
+                "notifications",
+                "openai_files",
+                "openai_batches",
+            )
         }
         rows["delivery_attempts"] = list(
             conn.execute(
@@ -103,7 +127,7 @@ def test_every_route_but_the_public_ones_needs_a_valid_key(api, tenant: TenantKe
     for name, (headers, phrase) in BAD_CREDENTIALS.items():
         response = api.request(method, url, headers=headers(tenant.key))
         assert response.status_code == 401, (name, response.text)
-        assert phrase in response.json()["error"], name
+        assert phrase in error_message(response), name
 
 
 def test_a_revoked_key_is_refused(api, tenant: TenantKey):
@@ -129,7 +153,7 @@ def test_another_tenants_resources_are_out_of_reach(
         assert not unknown, f"{route_id(route)}: no resource for {unknown}; add one to owned"
         response = api.request(method, path.format(**owned), headers=other_tenant.headers)
         assert response.status_code == 404, response.text
-        assert response.json()["error"].startswith("no ")
+        assert error_message(response).startswith("no ")
     elif route in LISTS:
         response = api.request(method, path, headers=other_tenant.headers)
         assert response.status_code == 200, response.text

@@ -126,6 +126,11 @@ def test_a_ladder_escalating_to_adaptive_itself_is_rejected():
         Params(ladder=["adaptive"])
 
 
+def test_a_ladder_naming_auto_is_rejected():
+    with pytest.raises(ValidationError, match="auto routes a job, it is not a rung"):
+        Params(ladder=["best_of_n", "auto"])
+
+
 def test_a_rung_that_adds_nothing_is_judged_on_the_candidates_before_it():
     script = {"initial": [GOOD, answer(LISINOPRIL)], "sample": [GOOD]}
     _, _, engine, recorder = run(script, ladder=["refine", "best_of_n"])

@@ -219,6 +219,7 @@ def test_registry_finds_each_task_by_name():
         "contract_review_full",
         "medrec_extraction",
         "math_answer",
+        "chat_completion",
     }
 
 
