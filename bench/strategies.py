@@ -105,11 +105,30 @@ def main() -> None:
     parser.add_argument("--price-prompt", type=float, default=0.05, help="per million tokens")
     parser.add_argument("--price-completion", type=float, default=0.20, help="per million")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--plot", type=Path, help="with --compare: score against tokens per job")
+    parser.add_argument(
+        "--from", dest="from_json", type=Path,
+        help="print the table (and --plot) of an earlier --compare run's --out, running nothing",
+    )  # fmt: skip
     args = parser.parse_args()
-    if args.compare:
+    if args.from_json:
+        figures = json.loads(args.from_json.read_text())
+        _print_compare(figures)
+        if args.plot:
+            _plot(args.plot, figures)
+    elif args.compare:
         compare(args)
     else:
         samples(args)
+
+
+def _plot(path: Path, figures: dict[str, Any]) -> None:
+    from ponder.evaluation.report import plot, require_matplotlib
+
+    require_matplotlib()
+    payload = {"task": figures["task"], "items": figures["items"], "metric": "mean per item",
+               "strategies": figures["configs"]}  # fmt: skip
+    plot(path, payload)
 
 
 @contextlib.contextmanager
@@ -249,6 +268,8 @@ def compare(args: argparse.Namespace) -> None:
     _print_compare(figures)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2))
+    if args.plot:
+        _plot(args.plot, figures)
 
 
 def _runnable_configs(names: list[str], knobs: Path) -> dict[str, dict[str, Any]]:

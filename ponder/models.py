@@ -209,6 +209,12 @@ class Job(SQLModel, table=True):
     charge can tell whether its first try landed."""
     cost: float | None = None
     """From the cost model in the settings, when one is configured."""
+    usage_by_model: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    )
+    """``{model: {prompt_tokens, completion_tokens, engine_wall_s}}``: what each registry model
+    spent on the job (an escalation runs it on several), priced per model when it ends."""
     legal_hold_at: datetime | None = _ts()
     """Set while a legal hold exempts the job from the retention purge and from deletion."""
     legal_hold_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(36)))
@@ -255,6 +261,8 @@ class Candidate(SQLModel, table=True):
     engine_started_at: datetime | None = _ts()
     engine_finished_at: datetime | None = _ts()
     created_at: datetime = _created()
+    model: str | None = Field(default=None, sa_column=sa.Column(sa.String(40)))
+    """The registry model whose run made it (null: recorded before migration 0013)."""
 
 
 class Verdict(SQLModel, table=True):

@@ -122,12 +122,27 @@ async def job_events(
 ) -> StreamingResponse:
     """The job's trace events as they are written: ``id`` is the event's ``seq``, ``event``
     its kind, ``data`` the step as ``/trace`` shows it (``seq``, ``attempt``, ``kind``,
-    ``data``, ``at``). Then ``event: end`` with the job's final status, and the stream closes.
-    ``: ping`` comments keep it open; ``Last-Event-ID`` replays the events after that seq. A
-    stream open for ``live.max_stream_s`` closes without ``end``: reconnect to resume."""
+    ``data``, ``at``); after a ``samples`` step, one ``verdict`` event per candidate (the
+    step's id on the group's last event). Then ``event: end`` with the job's final status, and
+    the stream closes. ``: ping`` comments keep it open; ``Last-Event-ID`` replays the events
+    after that seq. A stream open for ``live.max_stream_s`` closes without ``end``: reconnect
+    to resume."""
     after = _resume_after(last_event_id, "a trace event's seq")
     await run_in_threadpool(jobs.get_job, session=session, tenant=tenant, job_id=job_id)
     return _stream(_job_stream(tenant.id, job_id, after or 0, settings.live))
+
+
+def _verdicts(step: Any) -> list[tuple[str, dict[str, Any]]]:
+    """After a ``samples`` step, one ``verdict`` event per candidate it verified: whether it
+    passed every required check, its score and the checks it failed (ids and figures, never
+    text). The step's id goes on the last event of the group only, so a client cut off inside
+    the group resumes before it and gets the whole group again: never a verdict lost."""
+    if step.kind != "samples":
+        return []
+    return [
+        ("verdict", {"seq": step.seq, "step": step.data.get("step"), **candidate})
+        for candidate in step.data.get("candidates", [])
+    ]
 
 
 async def _job_stream(
@@ -143,7 +158,10 @@ async def _job_stream(
             if progress is None:  # the job went away under the stream
                 return
             for step in progress.steps:
-                yield _sse(step.kind, step.model_dump(mode="json"), id=step.seq)
+                group = [(step.kind, step.model_dump(mode="json")), *_verdicts(step)]
+                for position, (event, data) in enumerate(group):
+                    last = position == len(group) - 1
+                    yield _sse(event, data, id=step.seq if last else None)
                 after = step.seq
                 pacer.sent()
             if progress.ended:

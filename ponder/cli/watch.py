@@ -115,6 +115,7 @@ def _follow(api: Api, job_id: str, tally: Tally, *, on_event: Callable[[], None]
     """Print each event until the terminal one; its status. Reconnects resume after the last
     event seen."""
     last_id: str | None = None
+    printed: set[Any] = set()
     losses = 0
     while True:
         headers = {"Accept": "text/event-stream"}
@@ -138,10 +139,15 @@ def _follow(api: Api, job_id: str, tally: Tally, *, on_event: Callable[[], None]
                         status = str(data.get("status", "?"))
                         typer.echo(f"end\t{status}")
                         return status
+                    last_id = event.id or last_id
+                    if event.event == "verdict" or data.get("seq") in printed:
+                        # The samples line shows the verdicts; a group cut off mid-way
+                        # comes again whole after a reconnect.
+                        continue
+                    printed.add(data.get("seq"))
                     step = data.get("data", {})
                     tally.add(event.event, step)
-                    last_id = event.id or last_id
-                    typer.echo(f"{event.id}\t{event.event}\t{describe(event.event, step)}")
+                    typer.echo(f"{data.get('seq')}\t{event.event}\t{describe(event.event, step)}")
                     on_event()
         except httpx.TransportError as exc:
             err.print(f"[yellow]connection lost ({type(exc).__name__}); resuming[/yellow]")

@@ -236,6 +236,8 @@ class TraceCandidate(BaseModel):
     finish_reason: str | None
     score: float
     passed_required: bool
+    model: str | None = None
+    """The registry model that made it (an escalation across models uses several)."""
     selected: bool
     verdicts: list[TraceVerdict]
 

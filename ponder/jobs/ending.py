@@ -47,16 +47,39 @@ def _ended(session: Session, job: Job, *, error: str | None, settings: Settings)
         # Decided once, as it ends: the QA sample a person reviews to measure precision.
         rate = knobs_store(settings.knobs_file).current().for_task(job.task).qa_sample_rate
         job.qa_sampled = is_sampled(job.id, rate)
-    # The prices of the model that ran it (the ``cost`` section without a registry).
-    job.cost = settings.registry.get(job.config.get("model_used")).prices.cost(
-        prompt=job.prompt_tokens, completion=job.completion_tokens, engine_s=job.engine_wall_s
-    )
+    job.cost = _cost(job, settings)
     job.lease_owner = None
     job.lease_expires_at = None
     session.add(job)
     _notify_and_close_batch(session, job, settings)
     announce(session, job.id)  # its live streams send `end` on commit, not at their next poll
     logger.info("job %s ended %s", job.id, job.status)
+
+
+def _cost(job: Job, settings: Settings) -> float | None:
+    """Each model's usage on the job at that model's prices (an escalation runs a job on
+    several); usage no model is recorded for (charged before migration 0013) and a model no
+    longer in the registry are priced as the model it ran on last. None: no prices set."""
+    registry = settings.registry
+    last = registry.get(job.config.get("model_used"))
+    usage = job.usage_by_model or {}
+    parts = [
+        (registry.entries.get(model, last), u.get("prompt_tokens", 0),
+         u.get("completion_tokens", 0), u.get("engine_wall_s", 0.0))
+        for model, u in usage.items()
+    ]  # fmt: skip
+    parts.append((
+        last,
+        job.prompt_tokens - sum(p[1] for p in parts),
+        job.completion_tokens - sum(p[2] for p in parts),
+        max(0.0, job.engine_wall_s - sum(p[3] for p in parts)),
+    ))  # fmt: skip
+    costs = [
+        entry.prices.cost(prompt=prompt, completion=completion, engine_s=engine_s)
+        for entry, prompt, completion, engine_s in parts
+    ]
+    priced = [c for c in costs if c is not None]
+    return sum(priced) if priced else None
 
 
 def _notify_and_close_batch(session: Session, job: Job, settings: Settings) -> None:

@@ -38,7 +38,9 @@ def queues_to_resend(job: Job, settings: Settings) -> list[str]:
     fallback, its requested model's too, so whichever pool comes back first runs it."""
     queues = [queue_of(job, settings)]
     requested = job.config.get("model_requested")
-    if requested and requested in settings.registry.entries:
+    # An escalation handed it to another model on purpose (ponder/jobs/handoff.py): that pool.
+    escalated = job.config.get("escalated_to") is not None
+    if requested and requested in settings.registry.entries and not escalated:
         queues.append(settings.registry.queue(requested))
     return sorted(set(queues))
 
@@ -103,6 +105,8 @@ def route(
     if (
         fallback
         and used_model(job, settings) == requested
+        # An escalation named its model (ponder/jobs/handoff.py): a fallback would hand it back.
+        and job.config.get("escalated_to") is None
         and (why := judged(requested)) is not None
         and judged(fallback) is None
     ):
@@ -126,7 +130,11 @@ def take_over(session: Session, job_id: str, settings: Settings) -> tuple[str, i
     job = session.get(Job, job_id, with_for_update=True)
     if job is None or JobStatus(job.status).terminal or used_model(job, settings) == mine:
         return None
-    if job.config.get("model_requested") == mine and job.status == JobStatus.queued.value:
+    if (
+        job.config.get("model_requested") == mine
+        and job.status == JobStatus.queued.value
+        and job.config.get("escalated_to") is None  # handed off on purpose: not taken back
+    ):
         _use(job, settings.worker_model)
         append_job_event(session, job, "model_returned", {"to": mine})
         return None

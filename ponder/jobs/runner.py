@@ -24,7 +24,7 @@ from ponder.engines.base import (
     EngineUnavailable,
 )
 from ponder.errors import LeaseLost
-from ponder.jobs import lease, preemption
+from ponder.jobs import handoff, lease, preemption
 from ponder.jobs.contract import CandidateSummary, FailingCheck, JobResult
 from ponder.jobs.deaths import worker_of
 from ponder.jobs.preemption import Preempted, PreemptibleRecorder
@@ -34,7 +34,7 @@ from ponder.storable import storable, storable_text
 from ponder.strategies import STRATEGIES
 from ponder.strategies.budget import BudgetExhausted, DeadlineReached, TokenLedger
 from ponder.strategies.config import StrategyConfig
-from ponder.strategies.context import StrategyContext
+from ponder.strategies.context import ModelHandOff, StrategyContext
 from ponder.strategies.selection import StrategyOutcome, outcome_from
 from ponder.tasktypes import TaskType
 from ponder.verify import failing_checks
@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 class RunOutcome:
     status: str
     """The job's status after this run, or ``busy`` / ``lease_lost`` / ``retry`` /
-    ``quarantine`` (send it to the quarantine queue) / ``preempted`` (given back)."""
+    ``quarantine`` (send it to the quarantine queue) / ``preempted`` (given back) /
+    ``handed_off`` (sent to another model's pool)."""
     retry_in_s: float | None = None
 
 
@@ -131,8 +132,14 @@ def _run(
     logger.info("job %s attempt %d claimed by %s", job_id, claim.attempt, owner)
     task = TASKS[job.task].for_document(job.document)
     config = StrategyConfig.model_validate(job.config["strategy"])
+    model = settings.worker_model.name
     recorder = PreemptibleRecorder(
-        job_id=job_id, token=claim.token, attempt=claim.attempt, task=task, settings=settings
+        job_id=job_id,
+        token=claim.token,
+        attempt=claim.attempt,
+        task=task,
+        settings=settings,
+        model=model,
     )
     started = time.monotonic()
     try:
@@ -140,7 +147,10 @@ def _run(
             preemption.in_flight(job_id, claim.token, owner, engine),
             _Heartbeat(job_id, claim.token, settings, engine),
         ):
-            recorder.event("started", {"attempt": claim.attempt, "strategy": config.model_dump()})
+            recorder.event(
+                "started",
+                {"attempt": claim.attempt, "strategy": config.model_dump(), "model": model},
+            )
             if claim.quarantined:
                 recorder.event("quarantine_run", {"worker": worker_of(owner), "alone": isolated})
             marker = settings.worker.test_poison_marker
@@ -160,6 +170,8 @@ def _run(
                 judges=_judges_frozen(task, job.config),
                 time_limit_s=settings.worker.job_time_limit_s,
                 complete_by=job.complete_by,
+                model=model,
+                handoffs=handoff.recorded(job_id),
             )
             try:
                 outcome = STRATEGIES[config.name].run(ctx)
@@ -189,6 +201,8 @@ def _run(
         return _finish(
             job_id, claim.token, outcome, settings, time.monotonic() - started, review_always
         )
+    except ModelHandOff as exc:
+        return _hand_off(job_id, claim.token, owner, exc, settings)
     except Preempted:
         if not preemption.release(job_id, claim.token, owner):
             return RunOutcome("lease_lost")  # released already (past half the grace period)
@@ -351,6 +365,27 @@ def _end_with(
         return RunOutcome("lease_lost")
     logger.info("job %s ended %s", job_id, ended)
     return RunOutcome(ended)
+
+
+def _hand_off(
+    job_id: str, token: int, owner: str, exc: ModelHandOff, settings: Settings
+) -> RunOutcome:
+    """The strategy escalates to a rung on another model: that model's pool continues the job
+    (ponder/jobs/handoff.py)."""
+    if exc.to_model not in settings.registry.entries:
+        # Frozen at submission against a registry this worker no longer has.
+        return _end_with(
+            job_id,
+            token,
+            JobStatus.failed,
+            f"escalation to a model not in this worker's registry ({exc.to_model})",
+            settings,
+        )
+    if not handoff.hand_off(
+        job_id=job_id, token=token, owner=owner, handoff=exc, settings=settings
+    ):
+        return RunOutcome("lease_lost")
+    return RunOutcome("handed_off")
 
 
 def _die_as_poison(job_id: str) -> None:

@@ -38,13 +38,22 @@ class PostgresRecorder:
     token: a run that lost its lease raises ``LeaseLost`` instead of writing."""
 
     def __init__(
-        self, *, job_id: str, token: int, attempt: int, task: TaskType, settings: Settings
+        self,
+        *,
+        job_id: str,
+        token: int,
+        attempt: int,
+        task: TaskType,
+        settings: Settings,
+        model: str | None = None,
     ) -> None:
         self.job_id = job_id
         self.token = token
         self.attempt = attempt
         self.task = task
         self.settings = settings
+        self.model = model
+        """The registry model of this run's engine: recorded on its candidates and usage."""
         self._charges: int | None = None  # the job's charge count as this run last wrote it
 
     def _fence(self, session: Session) -> None:
@@ -148,6 +157,7 @@ class PostgresRecorder:
                 passed_required=c.passed_required,
                 engine_started_at=started,
                 engine_finished_at=finished,
+                model=self.model,
             )
             session.add(row)
             c.id = row.id
@@ -174,6 +184,8 @@ class PostgresRecorder:
             nonlocal before
             if before is None:
                 before = session.exec(select(Job.charges).where(Job.id == self.job_id)).one()
+            # Only this run writes the job's usage (fenced above, the row locked by it).
+            usage = session.exec(select(Job.usage_by_model).where(Job.id == self.job_id)).one()
             updated = session.execute(
                 sa.update(Job)
                 .where(col(Job.id) == self.job_id, col(Job.charges) == before)
@@ -184,6 +196,7 @@ class PostgresRecorder:
                     thinking_tokens=Job.thinking_tokens + thinking_tokens,
                     cached_tokens=Job.cached_tokens + result.cached_prompt_tokens,
                     engine_wall_s=Job.engine_wall_s + result.engine_wall_s,
+                    usage_by_model=self._with_usage(dict(usage), result),
                 )
                 .returning(col(Job.id))
             ).first()
@@ -193,6 +206,20 @@ class PostgresRecorder:
         self._write("charge", add)
         assert before is not None
         self._charges = before + 1
+
+    def _with_usage(self, usage: dict[str, Any], result: GenerationResult) -> dict[str, Any]:
+        """The job's usage per model with ``result`` added to this run's model."""
+        if self.model is None:
+            return usage
+        mine = usage.get(self.model) or {}
+        return {
+            **usage,
+            self.model: {
+                "prompt_tokens": mine.get("prompt_tokens", 0) + result.prompt_tokens,
+                "completion_tokens": mine.get("completion_tokens", 0) + result.completion_tokens,
+                "engine_wall_s": round(mine.get("engine_wall_s", 0.0) + result.engine_wall_s, 6),
+            },
+        }
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         self._write(f"event {kind}", lambda session, retrying: self._event(

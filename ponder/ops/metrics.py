@@ -48,6 +48,7 @@ class PonderCollector(Collector):
         yield from _verifiers(rollups)
         yield from _escalations(rollups)
         yield from _cache(rollups)
+        yield from _handoffs(rollups)
         yield from _deliveries(rollups)
         yield from _reviews(rollups)
         yield from _arms(rollups)
@@ -182,6 +183,17 @@ def _verifiers(rollups: Rollups) -> Iterator[Metric]:
 def _escalations(rollups: Rollups) -> Iterator[Metric]:
     family = CounterMetricFamily("ponder_escalations", "Adaptive strategy escalations")
     family.add_metric([], rollups.get("escalations", {}).get((), 0.0))
+    yield family
+
+
+def _handoffs(rollups: Rollups) -> Iterator[Metric]:
+    family = CounterMetricFamily(
+        "ponder_handoffs",
+        "Jobs handed to another model's pool by an adaptive ladder rung",
+        labels=["from_model", "to_model"],
+    )
+    for (source, target), count in sorted(rollups.get("handoffs", {}).items()):
+        family.add_metric([source, target], count)
     yield family
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ponder.strategies.context import StrategyContext
 from ponder.strategies.early_stop import EarlyStopParams
@@ -27,6 +27,40 @@ WEIGHTS = {"verification": 0.5, "agreement": 0.25, "tokens": 0.25}
 token certainty are weaker signals of the same thing."""
 
 
+class Rung(BaseModel):
+    """A ladder rung that says more than a strategy's name: the model that runs it (another
+    model's pool takes the job over: "Escalation across models" in docs/strategies.md), its
+    samples per request and its params."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str = Field(description="The strategy this rung runs.")
+    model: str | None = Field(
+        default=None,
+        description="The registry model whose pool runs the rung (None: where the job is).",
+    )
+    n: int | None = Field(
+        default=None, ge=1, le=64, description="Samples per request (None: the job's n)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The strategy's params (checked against it)."
+    )
+
+    @model_validator(mode="after")
+    def _known_model_and_params(self) -> Rung:
+        from ponder.config import get_settings
+        from ponder.strategies import STRATEGIES  # the registry imports this module
+
+        registry = get_settings().registry
+        if self.model is not None and self.model not in registry.entries:
+            # The caller's value is not echoed back (error bodies reflect no input).
+            raise ValueError(f"model is not in the registry; known models: "
+                             f"{', '.join(registry.names())}")  # fmt: skip
+        if self.strategy in STRATEGIES:  # an unknown name is refused with the ladder's list
+            self.params = STRATEGIES[self.strategy].validate_params(self.params)
+        return self
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -34,11 +68,12 @@ class Params(BaseModel):
     threshold: float = Field(
         default=0.8, ge=0.0, le=1.0, description="Confidence at which to stop escalating."
     )
-    ladder: list[str] = Field(
+    ladder: list[str | Rung] = Field(
         default=["best_of_n", "refine", "extended_reasoning"],
         min_length=1,
         max_length=5,
-        description="Strategies to escalate to in order, each with its default params.",
+        description="Strategies to escalate to in order: a name (its default params, on the "
+        'same model) or {"strategy", "model", "n", "params"}.',
     )
     early_stop: EarlyStopParams | None = Field(
         default=None,
@@ -48,10 +83,11 @@ class Params(BaseModel):
 
     @field_validator("ladder")
     @classmethod
-    def _known_strategies(cls, ladder: list[str]) -> list[str]:
+    def _known_strategies(cls, ladder: list[str | Rung]) -> list[str | Rung]:
         from ponder.strategies import STRATEGIES  # the registry imports this module
 
-        for position, name in enumerate(ladder):
+        for position, rung in enumerate(ladder):
+            name = rung if isinstance(rung, str) else rung.strategy
             if name == NAME:
                 raise ValueError("adaptive cannot escalate to itself")
             if name == "auto":
@@ -124,15 +160,22 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
         if level == len(params.ladder):
             reason = f"ladder exhausted; confidence {confidence.value:.3f} after {stage}"
             break
-        name, prefix = params.ladder[level], f"esc{level + 1}/"
+        rung, prefix = _as_rung(params.ladder[level]), f"esc{level + 1}/"
+        name = rung.strategy
+        if ctx.needs_hand_off(rung.model, level + 1):
+            assert rung.model is not None
+            # Its own model's pool runs the rung; everything so far is kept and replayed there.
+            ctx.hand_off(to_model=rung.model, rung=level + 1, strategy=name,
+                         confidence=round(confidence.value, 4))  # fmt: skip
         why = (
             f"confidence {confidence.value:.3f} below threshold {params.threshold}"
             if confidence.passed_required
             else "the best candidate fails a required verifier"
         )
-        ctx.event("escalate", to=name, prefix=prefix, reason=why)
+        ctx.event("escalate", to=name, prefix=prefix, reason=why,
+                  **({"model": rung.model} if rung.model else {}))  # fmt: skip
         before = len(ctx.candidates)
-        child = ctx.scoped(prefix, name=name, params=_rung_params(name, params))
+        child = ctx.scoped(prefix, name=name, params=_rung_params(rung, params), n=rung.n)
         STRATEGIES[name].run(child)  # its candidates and tokens land in ctx
         # A rung may add nothing (refine with nothing to fix): judge the last ones again.
         latest, stage = ctx.candidates[before:] or latest, name
@@ -140,13 +183,22 @@ def run(ctx: StrategyContext) -> StrategyOutcome:
     return outcome_from(ctx.candidates, ctx, stopped=reason, confidence=round(confidence.value, 4))
 
 
-def _rung_params(name: str, params: Params) -> dict[str, Any]:
-    """A rung's default params, with the early stop given to adaptive where the rung takes one."""
+def _as_rung(rung: str | Rung) -> Rung:
+    return Rung(strategy=rung) if isinstance(rung, str) else rung
+
+
+def _rung_params(rung: Rung, params: Params) -> dict[str, Any]:
+    """A rung's params (its own, or its strategy's defaults), with the early stop given to
+    adaptive where the rung takes one and does not set its own."""
     from ponder.strategies import STRATEGIES  # the registry imports this module
 
-    strategy = STRATEGIES[name]
-    given: dict[str, Any] = {}
-    if params.early_stop is not None and "early_stop" in strategy.params_model.model_fields:
+    strategy = STRATEGIES[rung.strategy]
+    given: dict[str, Any] = dict(rung.params)
+    if (
+        params.early_stop is not None
+        and "early_stop" in strategy.params_model.model_fields
+        and given.get("early_stop") is None
+    ):
         given["early_stop"] = params.early_stop.model_dump()
     return strategy.validate_params(given)
 

@@ -3,6 +3,7 @@ sample), the verified candidates, trace events and the budget; nothing about per
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
@@ -30,14 +31,47 @@ class CallOptions(TypedDict, total=False):
     thinking_token_budget: int | None
 
 
+@dataclass(frozen=True)
+class HandOffRecord:
+    """A hand-off an earlier run of this job made (its ``handoff`` trace event)."""
+
+    from_model: str
+    to_model: str
+    rung: int
+    """The ladder position (1-based) whose model it handed the job to."""
+
+
+class ModelHandOff(Exception):  # noqa: N818 - a hand-off, not an error
+    """The strategy needs another model for its next step: the run ends without finishing the
+    job, which continues on that model's pool with everything recorded so far reused."""
+
+    def __init__(self, *, to_model: str, rung: int, strategy: str, confidence: float) -> None:
+        super().__init__(to_model)
+        self.to_model = to_model
+        self.rung = rung
+        self.strategy = strategy
+        self.confidence = confidence
+
+
 class StrategyContext:
     def __init__(
-        self, *, task: TaskType, document: str, config: StrategyConfig, calls: EngineCalls
+        self,
+        *,
+        task: TaskType,
+        document: str,
+        config: StrategyConfig,
+        calls: EngineCalls,
+        model: str | None = None,
+        handoffs: tuple[HandOffRecord, ...] = (),
     ) -> None:
         self.task = task
         self.document = document
         self.config = config
         self._calls = calls
+        self.model = model
+        """The registry model this run's engine serves (None: a run outside the registry)."""
+        self.handoffs = handoffs
+        """The hand-offs earlier runs of this job made, oldest first."""
 
     @classmethod
     def for_job(
@@ -53,9 +87,12 @@ class StrategyContext:
         judges: bool = False,
         time_limit_s: float | None = None,
         complete_by: datetime | None = None,
+        model: str | None = None,
+        handoffs: tuple[HandOffRecord, ...] = (),
     ) -> StrategyContext:
         """The context of one run of a job. ``ledger`` holds what earlier attempts already
-        spent (the job's counters at claim), so the budget is the whole job's."""
+        spent (the job's counters at claim), so the budget is the whole job's. ``model``: the
+        registry model of ``engine``; ``handoffs``: those earlier runs made (``hand_off``)."""
         budget = Budget(
             limit=config.budget_tokens,
             ledger=ledger or TokenLedger(),
@@ -71,7 +108,14 @@ class StrategyContext:
             verification=Verification(task=task, document=document, judges=judges),
             config=config,
         )
-        return cls(task=task, document=document, config=config, calls=calls)
+        return cls(
+            task=task,
+            document=document,
+            config=config,
+            calls=calls,
+            model=model,
+            handoffs=handoffs,
+        )
 
     @property
     def budget(self) -> Budget:
@@ -89,15 +133,35 @@ class StrategyContext:
         """Every verified candidate of this run, in order: what a budget stop selects from."""
         return self._calls.candidates
 
-    def scoped(self, prefix: str, *, name: str, params: dict[str, Any]) -> StrategyContext:
+    def scoped(
+        self, prefix: str, *, name: str, params: dict[str, Any], n: int | None = None
+    ) -> StrategyContext:
         """A child context for running strategy ``name`` inside this one: same engine,
-        recorder, candidates and budget, its own params, step names under ``prefix``."""
+        recorder, candidates and budget, its own params (and ``n`` if given), step names
+        under ``prefix``."""
+        update: dict[str, Any] = {"name": name, "params": params}
+        if n is not None:
+            update["n"] = n
         return StrategyContext(
             task=self.task,
             document=self.document,
-            config=self.config.model_copy(update={"name": name, "params": params}),
+            config=self.config.model_copy(update=update),
             calls=self._calls.scoped(prefix),
+            model=self.model,
+            handoffs=self.handoffs,
         )
+
+    def needs_hand_off(self, model: str | None, rung: int) -> bool:
+        """Whether ladder position ``rung`` (1-based), which names ``model``, must run on that
+        model's pool rather than here: it names another model, and no later hand-off from that
+        model shows the rung already ran there (then it is replayed here from the trace)."""
+        if model is None or self.model is None or model == self.model:
+            return False
+        return not any(h.from_model == model and h.rung > rung for h in self.handoffs)
+
+    def hand_off(self, *, to_model: str, rung: int, strategy: str, confidence: float) -> None:
+        """End this run so that ``to_model``'s pool continues the job (``ModelHandOff``)."""
+        raise ModelHandOff(to_model=to_model, rung=rung, strategy=strategy, confidence=confidence)
 
     def event(self, kind: str, **data: Any) -> None:
         self._calls.event(kind, data)

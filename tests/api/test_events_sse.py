@@ -127,23 +127,31 @@ def test_job_events_while_the_worker_runs_then_resume_after_a_disconnect(client,
         for event in read_sse(response):
             assert event.event != "end", "the job ended before a sample event was read"
             seen.append(event)
-            if event.event == "samples":
+            if event.event == "verdict":
                 break  # disconnect mid-job, with events still to come
-    samples = seen[-1].data
-    assert samples["kind"] == "samples" and samples["seq"] == seen[-1].id
-    assert samples["data"]["candidates"], "a samples event lists its candidates"
-    assert {"passed_required", "score", "failing"} <= samples["data"]["candidates"][0].keys()
+    samples = next(e for e in reversed(seen) if e.event == "samples")
+    assert samples.data["kind"] == "samples"
+    assert samples.data["data"]["candidates"], "a samples event lists its candidates"
+    verdict = seen[-1]  # each candidate's verdict follows its samples event
+    assert verdict.data["seq"] == samples.data["seq"]
+    assert {"passed_required", "score", "failing", "candidate_id"} <= verdict.data.keys()
+    assert verdict.data["candidate_id"] == samples.data["data"]["candidates"][0]["candidate_id"]
+    # The group's id is on its last event (best_of_n n=2: two verdicts); this client was cut
+    # off after the first, so it resumes before the group and gets all of it again.
+    assert samples.id is None and verdict.id is None
 
     job = wait_for_status(job_id, ENDED)  # what follows is written while no one listens
-    last_seen = seen[-1].id
-    assert last_seen is not None
+    seen_ids = [e.id for e in seen if e.id is not None]
+    last_seen = seen_ids[-1] if seen_ids else 0
     with stream(client, f"/v1/jobs/{job_id}/events", last_event_id=last_seen) as response:
         resumed = list(read_sse(response))
 
     seqs = table_seqs(job_id)
     missed = [s for s in seqs if s > last_seen]
-    assert [e.id for e in resumed[:-1]] == missed  # exactly the missed events, in order
-    assert [e.id for e in seen] + missed == seqs
+    assert [e.id for e in resumed[:-1] if e.id is not None] == missed  # exactly the missed
+    assert seen_ids + missed == seqs
+    replayed = [e for e in resumed if e.event == "verdict" and e.data["seq"] == samples.data["seq"]]
+    assert len(replayed) == len(samples.data["data"]["candidates"])  # no verdict lost
     kinds = [e.event for e in seen + resumed]
     assert kinds.index("samples") < kinds.index("selection") < kinds.index("end")
     selection = next(e for e in resumed if e.event == "selection").data["data"]

@@ -1,0 +1,222 @@
+"""Escalation across models with the real CPU engine and two worker pools (the embedded weights
+under two registry names): an adaptive job whose first try is never confident enough escalates
+to a rung on the second model; the first pool hands the job off and the second replays the
+first try and runs the rung. One trace holds both models' candidates and the hand-off, one
+result, one webhook; a SIGKILL of the first pool's worker mid-job still ends it exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from ponder import config, queue
+from ponder.cli.localrun import start_worker, stop
+from ponder.db import get_engine, session_scope
+from ponder.jobs.knobs import knobs_store
+from ponder.jobs.reconcile import reconcile
+from ponder.models import Job
+from tests.conftest import WORKER_BROKER, wait_for_status
+
+pytestmark = pytest.mark.e2e
+
+DOC = "Aspirin 81 mg daily."
+ENDED = {"succeeded", "needs_review", "failed"}
+EMBEDDED = {"kind": "vllm", "model": "", "dtype": "float32", "max_model_len": 2048}
+MODELS = [
+    {"name": "small", **EMBEDDED, "prices": {"per_million_completion_tokens": 1.0}},
+    {"name": "large", **EMBEDDED, "prices": {"per_million_completion_tokens": 10.0}},
+]
+PARAMS = {
+    "initial_n": 1,
+    # One sample's confidence is below 1 whatever it says (its token certainty is), so the
+    # first try always escalates; the ladder's one rung ends it.
+    "threshold": 1.0,
+    "ladder": [{"strategy": "best_of_n", "model": "large", "n": 1}],
+}
+LEASE_TTL_S = 6
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[None]:
+    """The two models for this process (the API) and the pools it starts; small is the
+    default and serves notify."""
+    redis.Redis.from_url(WORKER_BROKER).flushdb()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PONDER_MODELS", json.dumps(MODELS))
+        patch.setenv("PONDER_DEFAULT_MODEL", "small")
+        patch.setenv("PONDER_ENGINE__KV_CACHE_GIB", "1")
+        patch.setenv("PONDER_WORKER__LEASE_TTL_S", str(LEASE_TTL_S))
+        config.get_settings.cache_clear()
+        queue.celery_app.cache_clear()
+        knobs_store.cache_clear()
+        yield
+    config.get_settings.cache_clear()
+    queue.celery_app.cache_clear()
+    knobs_store.cache_clear()
+    redis.Redis.from_url(WORKER_BROKER).flushdb()
+
+
+@dataclass
+class Pool:
+    model: str
+    log: Path
+    proc: Any = None
+
+    def start(self) -> Pool:
+        queues = "reasoning,notify,default" if self.model == "small" else f"reasoning.{self.model}"
+        handle = open(self.log, "ab")  # noqa: SIM115 - the child holds it
+        start = self.log.stat().st_size if self.log.exists() else 0
+        self.proc = start_worker(
+            {"PONDER_WORKER__MODEL": self.model}, handle, queues=queues, concurrency=2,
+            name=self.model,
+        )  # fmt: skip
+        handle.close()
+        deadline = time.monotonic() + 180
+        while b"ready." not in self.log.read_bytes()[start:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.model} pool did not start; see {self.log}")
+            time.sleep(0.3)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout_s=30)
+            self.proc = None
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    def runs(self, job_id: str) -> int:
+        """Runs of the job this pool claimed (the runner logs each claim)."""
+        return self.log.read_bytes().count(f"job {job_id} attempt".encode())
+
+
+@pytest.fixture
+def pools(registry: None, tmp_path: Path) -> Iterator[dict[str, Pool]]:
+    made = {name: Pool(name, tmp_path / f"{name}.log") for name in ("small", "large")}
+    yield made
+    for pool in made.values():
+        pool.stop()
+
+
+def submit(api: Any, tenant: Any, hook: str) -> str:
+    body = {"task": "medrec_extraction", "document": DOC, "strategy": "adaptive",
+            "params": PARAMS, "webhook_url": hook}  # fmt: skip
+    response = api.post("/v1/jobs", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["model_used"] == "small"
+    return str(response.json()["id"])
+
+
+def rows(statement: str, **params: Any) -> list[Any]:
+    with get_engine().connect() as conn:
+        return list(conn.execute(sa.text(statement), params).all())
+
+
+def hooks_for(receiver: Any, job_id: str) -> int:
+    return sum(job_id.encode() in r.body for r in receiver.received)
+
+
+def assert_ended_once_across_both_models(api: Any, tenant: Any, job_id: str, receiver: Any) -> None:
+    row = wait_for_status(job_id, ENDED, timeout_s=600)
+    assert row["status"] in {"succeeded", "needs_review"}, row["error"]
+    assert row["result"] is not None and row["selected_candidate_id"] is not None
+    assert (row["config"]["model_requested"], row["config"]["model_used"]) == ("small", "large")
+
+    # Candidates from both models in one trace, the hand-off between them.
+    made = rows("select step, model from candidates where job_id = :j order by created_at",
+                j=job_id)  # fmt: skip
+    assert [(r.step, r.model) for r in made] == [("initial", "small"), ("esc1/sample", "large")]
+    [handed] = rows("select data from trace_events where job_id = :j and kind = 'handoff'",
+                    j=job_id)  # fmt: skip
+    event = handed.data
+    assert (event["from"], event["to"], event["rung"], event["strategy"]) == (
+        "small", "large", 1, "best_of_n",
+    )  # fmt: skip
+    assert 0.0 <= event["confidence"] < 1.0
+    trace = api.get(f"/v1/jobs/{job_id}/trace", headers=tenant.headers).json()
+    assert {c["model"] for c in trace["candidates"]} == {"small", "large"}
+    assert [s["data"]["step"] for s in trace["steps"] if s["kind"] == "reused"] == ["initial"]
+    assert len(trace["selection"]["ranking"]) == 2  # over every candidate of both models
+
+    # Tokens per model, each at its own price.
+    usage = row["usage_by_model"]
+    assert set(usage) == {"small", "large"}
+    assert sum(u["completion_tokens"] for u in usage.values()) == row["completion_tokens"]
+    expected = (usage["small"]["completion_tokens"] * 1.0
+                + usage["large"]["completion_tokens"] * 10.0) / 1e6  # fmt: skip
+    assert row["cost"] == pytest.approx(expected)
+
+    # One result, one webhook. (A rung's own selection is scoped: adaptive's is the job's.)
+    final = (
+        "select 1 from trace_events where job_id = :j and kind = 'selection' "
+        "and data->>'scope' is null"
+    )
+    assert len(rows(final, j=job_id)) == 1
+    deadline = time.monotonic() + 60
+    while hooks_for(receiver, job_id) == 0:
+        assert time.monotonic() < deadline, f"no webhook for job {job_id}"
+        time.sleep(0.2)
+    time.sleep(3)  # a duplicate would follow within the retry schedule
+    assert hooks_for(receiver, job_id) == 1
+    assert len(rows("select 1 from notifications where job_id = :j", j=job_id)) == 1
+
+
+def test_a_low_confidence_job_escalates_to_the_second_models_pool(
+    api, tenant, pools, webhook_receiver
+):
+    pools["small"].start()
+    pools["large"].start()
+    job_id = submit(api, tenant, webhook_receiver.url)
+    assert_ended_once_across_both_models(api, tenant, job_id, webhook_receiver)
+    assert pools["small"].runs(job_id) == 1 and pools["large"].runs(job_id) == 1
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert job.attempts == 1  # the hand-off was not counted
+        assert (job.crowd_deaths, job.lone_deaths) == (0, 0)
+
+
+def test_killing_the_first_pools_worker_mid_job_still_ends_it_exactly_once(
+    api, tenant, pools, webhook_receiver
+):
+    pools["small"].start()
+    pools["large"].start()
+    job_id = submit(api, tenant, webhook_receiver.url)
+    deadline = time.monotonic() + 120
+    while True:  # its first try is running on the small pool
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            if job.status == "running":
+                break
+        assert time.monotonic() < deadline, "the small pool never claimed the job"
+        time.sleep(0.1)
+    pools["small"].kill()
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.config["model_used"] == "small"  # killed before it
+    assert not rows("select 1 from trace_events where job_id = :j and kind = 'handoff'",
+                    j=job_id)  # fmt: skip
+
+    pools["small"].start()
+    time.sleep(LEASE_TTL_S + 1)  # the dead run's lease expires
+    with session_scope() as session:  # what beat runs every worker.reconcile_every_s
+        reconcile(session=session, settings=config.get_settings())
+    assert_ended_once_across_both_models(api, tenant, job_id, webhook_receiver)
+    assert rows("select 1 from trace_events where job_id = :j and kind = 'worker_lost'",
+                j=job_id)  # fmt: skip
+    assert pools["small"].runs(job_id) == 2  # the killed run and the one that handed it off
+    assert pools["large"].runs(job_id) == 1
