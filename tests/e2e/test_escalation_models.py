@@ -25,7 +25,7 @@ from ponder.db import get_engine, session_scope
 from ponder.jobs.knobs import knobs_store
 from ponder.jobs.reconcile import reconcile
 from ponder.models import Job
-from tests.conftest import WORKER_BROKER, wait_for_status
+from tests.conftest import SPARE_BROKER, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -50,8 +50,11 @@ LEASE_TTL_S = 6
 def registry(tmp_path: Path) -> Iterator[None]:
     """The two models for this process (the API) and the pools it starts; small is the
     default and serves notify."""
-    redis.Redis.from_url(WORKER_BROKER).flushdb()
+    redis.Redis.from_url(SPARE_BROKER).flushdb()
     with pytest.MonkeyPatch.context() as patch:
+        # A broker of their own: the suite's shared worker (the `worker` fixture) consumes
+        # `reasoning` on the usual one and would take the pools' jobs.
+        patch.setenv("PONDER_BROKER__URL", SPARE_BROKER)
         patch.setenv("PONDER_MODELS", json.dumps(MODELS))
         patch.setenv("PONDER_DEFAULT_MODEL", "small")
         patch.setenv("PONDER_ENGINE__KV_CACHE_GIB", "1")
@@ -63,7 +66,7 @@ def registry(tmp_path: Path) -> Iterator[None]:
     config.get_settings.cache_clear()
     queue.celery_app.cache_clear()
     knobs_store.cache_clear()
-    redis.Redis.from_url(WORKER_BROKER).flushdb()
+    redis.Redis.from_url(SPARE_BROKER).flushdb()
 
 
 @dataclass

@@ -21,7 +21,7 @@ from ponder.db import session_scope
 from ponder.jobs.knobs import knobs_store
 from ponder.jobs.reconcile import reconcile
 from ponder.models import Job
-from tests.conftest import WORKER_BROKER, wait_for_status
+from tests.conftest import SPARE_BROKER, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +42,11 @@ def registry(tmp_path: Path) -> Iterator[None]:
     """The two models for this process (the API) and the workers it starts."""
     knobs = tmp_path / "knobs.toml"
     knobs.write_text(KNOBS)
-    redis.Redis.from_url(WORKER_BROKER).flushdb()
+    redis.Redis.from_url(SPARE_BROKER).flushdb()
     with pytest.MonkeyPatch.context() as patch:
+        # A broker of their own: the suite's shared worker (the `worker` fixture) consumes
+        # `reasoning` on the usual one and would take the pools' jobs.
+        patch.setenv("PONDER_BROKER__URL", SPARE_BROKER)
         patch.setenv("PONDER_MODELS", json.dumps(MODELS))
         patch.setenv("PONDER_DEFAULT_MODEL", "small")
         patch.setenv("PONDER_KNOBS_FILE", str(knobs))
@@ -56,7 +59,7 @@ def registry(tmp_path: Path) -> Iterator[None]:
     config.get_settings.cache_clear()
     queue.celery_app.cache_clear()
     knobs_store.cache_clear()
-    redis.Redis.from_url(WORKER_BROKER).flushdb()
+    redis.Redis.from_url(SPARE_BROKER).flushdb()
 
 
 @dataclass

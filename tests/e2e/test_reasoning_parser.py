@@ -20,12 +20,12 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from ponder import config
+from ponder import config, queue
 from ponder.cli.devservers import free_port
 from ponder.db import get_engine
 from ponder.engines.base import GenerationRequest
 from tasks.registry import TASKS
-from tests.conftest import WORKER_BROKER, wait_for_status
+from tests.conftest import SPARE_BROKER, wait_for_status
 from tests.ponder.engines.thinking_model import build_thinking_model
 
 if TYPE_CHECKING:
@@ -52,10 +52,16 @@ def thinker_entry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]
 def registry_env(thinker_entry: dict[str, object]) -> Iterator[dict[str, str]]:
     """The registry with the reasoning model as default, for this process (the API) and the
     worker; the previous settings come back after the module."""
-    env = {"PONDER_MODELS": json.dumps([thinker_entry]), "PONDER_DEFAULT_MODEL": "thinker"}
+    env = {
+        "PONDER_MODELS": json.dumps([thinker_entry]),
+        "PONDER_DEFAULT_MODEL": "thinker",
+        # A broker of its own: the suite's shared worker consumes `reasoning` on the usual one.
+        "PONDER_BROKER__URL": SPARE_BROKER,
+    }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     config.get_settings.cache_clear()
+    queue.celery_app.cache_clear()
     yield env
     for key, value in saved.items():
         if value is None:
@@ -63,6 +69,7 @@ def registry_env(thinker_entry: dict[str, object]) -> Iterator[dict[str, str]]:
         else:
             os.environ[key] = value
     config.get_settings.cache_clear()
+    queue.celery_app.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +141,7 @@ def thinker_worker(
     """A real worker serving the registry's reasoning model on the default queue."""
     from ponder.cli.localrun import start_worker, stop
 
-    redis.Redis.from_url(WORKER_BROKER).flushdb()
+    redis.Redis.from_url(SPARE_BROKER).flushdb()
     log_path = tmp_path_factory.mktemp("thinker-worker") / "worker.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     env = {**registry_env, "PONDER_WORKER__METRICS_PORT": str(free_port())}
