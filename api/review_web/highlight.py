@@ -32,3 +32,9 @@ def segments(document: str, spans: Sequence[dict[str, Any]]) -> list[Segment]:
         starting = tuple(i for i, s, _ in located if s == a)
         out.append(Segment(document[a:b], covering, starting))
     return out
+
+
+def anchors(cut: Sequence[Segment]) -> dict[int, int]:
+    """For each located span, the span whose ``#span-<i>`` mark it starts in: two quotes that
+    begin at the same place share one mark, and the second's link must scroll to it too."""
+    return {i: segment.starts[0] for segment in cut for i in segment.starts}

@@ -17,7 +17,7 @@ from api.deps import SessionDep, SettingsDep
 from api.review_web import charts
 from api.review_web.auth import CsrfCheckedDep, SignedIn, SignedInDep
 from api.review_web.forms import form_fields, parse_answer
-from api.review_web.highlight import segments
+from api.review_web.highlight import anchors, segments
 from api.review_web.pages import CsrfRefused, PageRoute, render, safe_next
 from api.review_web.sessions import (
     clear_session,
@@ -185,6 +185,7 @@ def _job_page(
     locked_by_other = ctx.lock is not None and not ctx.locked_by_me
     # An edited answer shows its own evidence: a corrected quote is seen located (or not).
     spans = ctx.evidence_spans if answer is None else evidence_spans(answer, ctx.document)
+    cut = segments(ctx.document, spans)
     return render(
         "job.html",
         request=request,
@@ -193,7 +194,8 @@ def _job_page(
         csrf=who.csrf,
         ctx=ctx,
         job=ctx.job,
-        segments=segments(ctx.document, spans),
+        segments=cut,
+        anchors=anchors(cut),
         spans=spans,
         edited=answer is not None,
         fields=form_fields(schema),

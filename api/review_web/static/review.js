@@ -6,7 +6,9 @@
 document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("a.goto-span").forEach(function (link) {
     link.addEventListener("click", function (event) {
-      var target = document.getElementById("span-" + link.dataset.span);
+      // Quotes that begin at one place share its mark: the anchor is that mark's id.
+      var anchor = link.dataset.anchor || link.dataset.span;
+      var target = document.getElementById("span-" + anchor);
       if (!target) return;
       event.preventDefault();
       target.scrollIntoView({ behavior: "smooth", block: "center" });
@@ -18,7 +20,7 @@ document.addEventListener("DOMContentLoaded", function () {
           m.classList.add("current");
         }
       });
-      history.replaceState(null, "", "#span-" + link.dataset.span);
+      history.replaceState(null, "", "#span-" + anchor);
     });
   });
 
