@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ponder.engines.registry import ModelEntry, ModelPrices, Registry, check_entries
@@ -250,27 +250,11 @@ class NightlyRunSettings(JobNotify, JobOptions):
         return value
 
 
-class CostSettings(BaseModel):
-    """Prices for the cost of a job. Leave all at 0 to report no cost."""
+class CostSettings(ModelPrices):
+    """Prices for the cost of a job (the default registry entry's, when no registry is
+    configured). Leave all at 0 to report no cost."""
 
-    currency: str = "USD"
-    per_million_prompt_tokens: float = 0.0
-    per_million_completion_tokens: float = 0.0
-    per_gpu_hour: float = 0.0
-    """Charged on the engine time of the job's requests (for self-hosted engines)."""
-
-    def cost(self, *, prompt: int, completion: int, engine_s: float) -> float | None:
-        if not (
-            self.per_million_prompt_tokens
-            or self.per_million_completion_tokens
-            or self.per_gpu_hour
-        ):
-            return None
-        return (
-            prompt * self.per_million_prompt_tokens / 1e6
-            + completion * self.per_million_completion_tokens / 1e6
-            + engine_s / 3600 * self.per_gpu_hour
-        )
+    model_config = ConfigDict(extra="ignore")
 
 
 class FallbackSettings(BaseModel):

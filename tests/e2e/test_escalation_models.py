@@ -6,32 +6,25 @@ result, one webhook; a SIGKILL of the first pool's worker mid-job still ends it 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 
-from ponder import config, queue
-from ponder.cli.localrun import start_worker, stop
+from ponder import config
 from ponder.db import get_engine, session_scope
-from ponder.jobs.knobs import knobs_store
 from ponder.jobs.reconcile import reconcile
 from ponder.models import Job
-from tests.conftest import SPARE_BROKER, wait_for_status
+from tests.conftest import wait_for_status
+from tests.e2e.pools import EMBEDDED, Pool, registry, two_pools
 
 pytestmark = pytest.mark.e2e
 
 DOC = "Aspirin 81 mg daily."
 ENDED = {"succeeded", "needs_review", "failed"}
-EMBEDDED = {"kind": "vllm", "model": "", "dtype": "float32", "max_model_len": 2048}
 MODELS = [
     {"name": "small", **EMBEDDED, "prices": {"per_million_completion_tokens": 1.0}},
     {"name": "large", **EMBEDDED, "prices": {"per_million_completion_tokens": 10.0}},
@@ -47,71 +40,12 @@ LEASE_TTL_S = 6
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[None]:
-    """The two models for this process (the API) and the pools it starts; small is the
-    default and serves notify."""
-    redis.Redis.from_url(SPARE_BROKER).flushdb()
-    with pytest.MonkeyPatch.context() as patch:
-        # A broker of their own: the suite's shared worker (the `worker` fixture) consumes
-        # `reasoning` on the usual one and would take the pools' jobs.
-        patch.setenv("PONDER_BROKER__URL", SPARE_BROKER)
-        patch.setenv("PONDER_MODELS", json.dumps(MODELS))
-        patch.setenv("PONDER_DEFAULT_MODEL", "small")
-        patch.setenv("PONDER_ENGINE__KV_CACHE_GIB", "1")
-        patch.setenv("PONDER_WORKER__LEASE_TTL_S", str(LEASE_TTL_S))
-        config.get_settings.cache_clear()
-        queue.celery_app.cache_clear()
-        knobs_store.cache_clear()
-        yield
-    config.get_settings.cache_clear()
-    queue.celery_app.cache_clear()
-    knobs_store.cache_clear()
-    redis.Redis.from_url(SPARE_BROKER).flushdb()
-
-
-@dataclass
-class Pool:
-    model: str
-    log: Path
-    proc: Any = None
-
-    def start(self) -> Pool:
-        queues = "reasoning,notify,default" if self.model == "small" else f"reasoning.{self.model}"
-        handle = open(self.log, "ab")  # noqa: SIM115 - the child holds it
-        start = self.log.stat().st_size if self.log.exists() else 0
-        self.proc = start_worker(
-            {"PONDER_WORKER__MODEL": self.model}, handle, queues=queues, concurrency=2,
-            name=self.model,
-        )  # fmt: skip
-        handle.close()
-        deadline = time.monotonic() + 180
-        while b"ready." not in self.log.read_bytes()[start:]:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.model} pool did not start; see {self.log}")
-            time.sleep(0.3)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc, timeout_s=30)
-            self.proc = None
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.proc = None
-
-    def runs(self, job_id: str) -> int:
-        """Runs of the job this pool claimed (the runner logs each claim)."""
-        return self.log.read_bytes().count(f"job {job_id} attempt".encode())
-
-
-@pytest.fixture
-def pools(registry: None, tmp_path: Path) -> Iterator[dict[str, Pool]]:
-    made = {name: Pool(name, tmp_path / f"{name}.log") for name in ("small", "large")}
-    yield made
-    for pool in made.values():
-        pool.stop()
+def pools(tmp_path: Path) -> Iterator[dict[str, Pool]]:
+    with (
+        registry(MODELS, PONDER_WORKER__LEASE_TTL_S=str(LEASE_TTL_S)),
+        two_pools(tmp_path) as made,
+    ):
+        yield made
 
 
 def submit(api: Any, tenant: Any, hook: str) -> str:
