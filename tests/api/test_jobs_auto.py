@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ponder import config
 from tests.api.test_jobs_bad_input import assert_nothing_changed, job_rows
 from tests.conftest import queued_messages
-from tests.ponder.jobs.test_knobs import write
+from tests.ponder.jobs.test_knobs import knobs_in_force, write
 
 KNOBS = """\
 [tasks.medrec_extraction.auto]
@@ -26,17 +25,7 @@ BODY = {"task": "medrec_extraction", "document": "Aspirin 81 mg daily.", "strate
 
 @pytest.fixture
 def knobs_file(tmp_path, monkeypatch):
-    from ponder.jobs.knobs import knobs_store
-
-    path = tmp_path / "knobs.toml"
-    write(path, KNOBS)
-    monkeypatch.setenv("PONDER_KNOBS_FILE", str(path))
-    config.get_settings.cache_clear()
-    knobs_store.cache_clear()
-    yield path
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
-    knobs_store.cache_clear()
+    yield from knobs_in_force(tmp_path, monkeypatch, KNOBS)
 
 
 def test_auto_freezes_the_task_band_table_on_the_job(api, tenant, isolated_broker, knobs_file):

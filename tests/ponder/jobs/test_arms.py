@@ -23,7 +23,7 @@ from ponder.jobs.arms import CONTROL, Arm, arm_report, choose, position
 from ponder.jobs.knobs import KnobsError, KnobsStore, parse_knobs
 from ponder.reviews.service import decide
 from tests.conftest import queued_messages
-from tests.ponder.jobs.test_knobs import write
+from tests.ponder.jobs.test_knobs import knobs_in_force, write
 from tests.ponder.reviews.jobs import ended_job
 
 TASK = "medrec_extraction"
@@ -44,17 +44,7 @@ params = { min_support = 0.6 }
 
 @pytest.fixture
 def knobs_file(tmp_path, monkeypatch):
-    from ponder.jobs.knobs import knobs_store
-
-    path = tmp_path / "knobs.toml"
-    write(path, KNOBS)
-    monkeypatch.setenv("PONDER_KNOBS_FILE", str(path))
-    config.get_settings.cache_clear()
-    knobs_store.cache_clear()
-    yield path
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
-    knobs_store.cache_clear()
+    yield from knobs_in_force(tmp_path, monkeypatch, KNOBS)
 
 
 def submit(api: Any, tenant: Any, **fields: Any) -> dict[str, Any]:

@@ -78,12 +78,13 @@ def test_store_rereads_on_change_and_keeps_the_previous_config_on_a_bad_file(tmp
     assert store.last_error is not None and "knobs.toml" in store.last_error
 
 
-@pytest.fixture
-def knobs_file(tmp_path, monkeypatch):
+def knobs_in_force(tmp_path, monkeypatch, text: str):
+    """A knobs file holding ``text``, in force for the API (``PONDER_KNOBS_FILE``) until the
+    test ends: a fixture's body (``yield from``)."""
     from ponder.jobs.knobs import knobs_store
 
     path = tmp_path / "knobs.toml"
-    write(path, GOOD)
+    write(path, text)
     monkeypatch.setenv("PONDER_KNOBS_FILE", str(path))
     config.get_settings.cache_clear()
     knobs_store.cache_clear()
@@ -91,6 +92,11 @@ def knobs_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     config.get_settings.cache_clear()
     knobs_store.cache_clear()
+
+
+@pytest.fixture
+def knobs_file(tmp_path, monkeypatch):
+    yield from knobs_in_force(tmp_path, monkeypatch, GOOD)
 
 
 def test_a_job_without_a_strategy_takes_the_task_defaults(api, tenant, isolated_broker, knobs_file):
