@@ -248,9 +248,10 @@ def test_latency_buckets_in_sql_match_the_histogram_bounds(database):
             assert above == "+Inf" if bound == LATENCY_BUCKETS[-1] else float(above) > bound
 
 
-def test_batch_item_counts_kept_on_the_batch_equal_a_count_of_its_items(tenant, isolated_broker):
+def _batch_of(tenant_id: str, items: int) -> tuple[str, list[str]]:
+    """A batch of ``items`` queued jobs: its id and its items' ids."""
     with session_scope() as session:
-        batch = Batch(tenant_id=tenant.tenant_id, item_count=4)
+        batch = Batch(tenant_id=tenant_id, item_count=items)
         session.add(batch)
         session.flush()
         batch_id = batch.id
@@ -258,14 +259,19 @@ def test_batch_item_counts_kept_on_the_batch_equal_a_count_of_its_items(tenant, 
             sa.insert(Job),
             [
                 Job(
-                    tenant_id=tenant.tenant_id, task=TASK, request_hash="h",
+                    tenant_id=tenant_id, task=TASK, request_hash="h",
                     config=_config(), document=f"note {uuid.uuid4()}", batch_id=batch_id,
                     batch_index=i, custom_id=str(i),
                 ).model_dump()
-                for i in range(4)
+                for i in range(items)
             ],
         )  # fmt: skip
         ids = list(session.execute(sa.select(Job.id).where(Job.batch_id == batch_id)).scalars())
+    return batch_id, ids
+
+
+def test_batch_item_counts_kept_on_the_batch_equal_a_count_of_its_items(tenant, isolated_broker):
+    batch_id, ids = _batch_of(tenant.tenant_id, 4)
     claim = _claim(ids[0])
     _finish(ids[0], claim, JobStatus.failed)
     claim = _claim(ids[1])
@@ -300,23 +306,7 @@ def test_items_ending_concurrently_with_a_batch_cancel_keep_the_counts_right(
 
     from ponder.batches.service import cancel_batch
 
-    with session_scope() as session:
-        batch = Batch(tenant_id=tenant.tenant_id, item_count=24)
-        session.add(batch)
-        session.flush()
-        batch_id = batch.id
-        session.execute(
-            sa.insert(Job),
-            [
-                Job(
-                    tenant_id=tenant.tenant_id, task=TASK, request_hash="h",
-                    config=_config(), document=f"note {uuid.uuid4()}", batch_id=batch_id,
-                    batch_index=i, custom_id=str(i),
-                ).model_dump()
-                for i in range(24)
-            ],
-        )  # fmt: skip
-        ids = list(session.execute(sa.select(Job.id).where(Job.batch_id == batch_id)).scalars())
+    batch_id, ids = _batch_of(tenant.tenant_id, 24)
 
     def run_item(job_id: str) -> None:
         with session_scope() as session:
