@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,21 +180,20 @@ def worker(database: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     log.close()
 
 
-@pytest.fixture(scope="session")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real vLLM OpenAI-compatible server with the embedded model, served as ``smollm2``:
-    its ``/v1`` base URL. One per session: it takes about a minute to start on CPU."""
+def serve_vllm(
+    model: str, name: str, log_path: Path, *, max_model_len: int, args: Sequence[str] = ()
+) -> Iterator[str]:
+    """A real vLLM OpenAI-compatible server of ``model`` served as ``name``, while the
+    generator is open: its ``/v1`` base URL (a fixture's body: ``yield from``)."""
     import httpx
 
     port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-         "--model", config.get_settings().model_path, "--served-model-name", "smollm2",
+         "--model", model, "--served-model-name", name,
          "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-         "--max-model-len", "2048", "--enforce-eager", "--enable-prefix-caching",
-         "--scheduling-policy", "priority",
+         "--max-model-len", str(max_model_len), "--enforce-eager", *args,
          "--structured-outputs-config",
          json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})],
         env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
@@ -220,6 +219,19 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM OpenAI-compatible server with the embedded model, served as ``smollm2``:
+    its ``/v1`` base URL. One per session: it takes about a minute to start on CPU."""
+    yield from serve_vllm(
+        config.get_settings().model_path,
+        "smollm2",
+        tmp_path_factory.mktemp("vllm") / "server.log",
+        max_model_len=2048,
+        args=("--enable-prefix-caching", "--scheduling-policy", "priority"),
+    )
 
 
 def wait_for_status(job_id: str, statuses: set[str], timeout_s: float = 600) -> dict:

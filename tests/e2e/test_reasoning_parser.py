@@ -25,7 +25,7 @@ from ponder.cli.devservers import free_port
 from ponder.db import get_engine
 from ponder.engines.base import GenerationRequest
 from tasks.registry import TASKS
-from tests.conftest import SPARE_BROKER, wait_for_status
+from tests.conftest import SPARE_BROKER, serve_vllm, wait_for_status
 from tests.ponder.engines.thinking_model import build_thinking_model
 
 if TYPE_CHECKING:
@@ -195,42 +195,13 @@ def thinker_server(
 ) -> Iterator[str]:
     """A real vLLM OpenAI-compatible server of the reasoning model, started with
     ``--reasoning-parser deepseek_r1``: its ``/v1`` base URL."""
-    import subprocess
-    import sys
-
-    import httpx
-
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("thinker-server") / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-         "--model", str(thinker_entry["model"]), "--served-model-name", "thinker",
-         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-         "--max-model-len", "1024", "--enforce-eager", "--reasoning-parser", "deepseek_r1",
-         "--structured-outputs-config",
-         json.dumps({"backend": "xgrammar", "disable_any_whitespace": True})],
-        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"vLLM server did not start; see {log_path}")
-        time.sleep(1)
-    yield f"{base}/v1"
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    yield from serve_vllm(
+        str(thinker_entry["model"]),
+        "thinker",
+        tmp_path_factory.mktemp("thinker-server") / "server.log",
+        max_model_len=1024,
+        args=("--reasoning-parser", "deepseek_r1"),
+    )
 
 
 def test_over_the_server_the_reasoning_field_is_the_thinking_within_its_budget(thinker_server):
